@@ -1,0 +1,46 @@
+# Targets for building, testing and running the DeploymentChannel operator.
+CARGO ?= cargo
+BIN := deploymentchannel-operator
+IMAGE ?= deploymentchannel-operator:dev
+N ?= 100 1000 10000
+
+.PHONY: all build test lint fmt crds install-crds run e2e bench image
+
+all: lint test
+
+build:
+	$(CARGO) build --release --bin $(BIN)
+
+## Every offline test: unit, property, mocked-API and CRD drift tests.
+test:
+	$(CARGO) test --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --all-features -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Regenerate crds/ from the Rust types.
+crds:
+	$(CARGO) run --quiet --bin $(BIN) -- crd --dir crds
+
+## Install the CRDs into the current kube context.
+install-crds:
+	kubectl apply --server-side -f crds/
+
+## Install the CRDs and run the operator against the current kube context.
+run: install-crds
+	$(CARGO) run --bin $(BIN) -- run
+
+## End-to-end tests against a real control plane (KUBEBUILDER_ASSETS or USE_EXISTING_CLUSTER=true).
+e2e:
+	$(CARGO) test --features e2e --test e2e -- --test-threads=2
+
+## Benchmark against a real control plane: `make bench` for every size, `make bench N=1000` for one.
+bench:
+	$(CARGO) run --release --features e2e --example bench -- $(N)
+
+image:
+	docker build -t $(IMAGE) .

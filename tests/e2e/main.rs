@@ -1,0 +1,47 @@
+//! End-to-end tests against a real kube-apiserver (see `harness` for how one
+//! is found). Every scenario runs in its own namespace with its own
+//! in-process operator watching only that namespace.
+
+mod admission;
+mod harness;
+mod support;
+
+use std::sync::Arc;
+
+use harness::{SKIP_REASON, TestEnv};
+use libtest_mimic::{Arguments, Trial};
+use support::Scenario;
+
+fn main() {
+    let args = Arguments::from_args();
+    let env = match TestEnv::start() {
+        Ok(Some(env)) => env,
+        Ok(None) => {
+            println!("{SKIP_REASON}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("e2e: cannot start the control plane: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = env.block_on(env.install_crds()) {
+        eprintln!("e2e: {e}");
+        drop(env);
+        std::process::exit(1);
+    }
+    println!("e2e: API server 1.{}", env.server_minor);
+    let env = Arc::new(env);
+    let scenarios: Vec<Scenario> = admission::scenarios().into_iter().collect();
+    let trials = scenarios
+        .into_iter()
+        .map(|scenario| {
+            let env = env.clone();
+            Trial::test(scenario.name, move || support::run(&env, &scenario))
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Stop the control plane before exiting: `exit` runs no destructors.
+    drop(env);
+    conclusion.exit();
+}
