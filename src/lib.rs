@@ -9,3 +9,6 @@ pub mod admission;
 pub mod api;
 pub mod crdgen;
 pub mod field_error;
+pub mod index;
+pub mod status;
+pub mod validation;

@@ -1,0 +1,241 @@
+//! What references what, kept up to date from watch events so that a
+//! reconcile answers references and conflicts without asking the API:
+//!
+//! - PhoneConfiguration → the channels that reference it by name;
+//! - claim (type, normalised identifier) → the channels making it, oldest
+//!   first (`creationTimestamp`, then namespace/name): the first holds it.
+//!
+//! Every change says which other objects it affects, so the controllers
+//! re-reconcile exactly those.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use jiff::Timestamp;
+
+use crate::{
+    api::{DeploymentChannel, DeploymentType},
+    status::ClaimHolder,
+    validation::{Claim, validate_channel},
+};
+
+/// A namespaced object's namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The key of an object with metadata; `None` without a name.
+    pub fn of<K: kube::Resource>(object: &K) -> Option<Self> {
+        let meta = object.meta();
+        Some(Self::new(
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone()?,
+        ))
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Position in a claim's queue: older first, then namespace/name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Seniority {
+    created: Option<Timestamp>,
+    key: ObjectKey,
+}
+
+/// What the index remembers of one channel.
+#[derive(Clone, Debug, PartialEq)]
+struct Entry {
+    seniority: Seniority,
+    claim: Option<Claim>,
+    reference: Option<ObjectKey>,
+}
+
+/// The objects a change affects, besides the changed channel itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Affected {
+    pub channels: BTreeSet<ObjectKey>,
+    pub phone_configurations: BTreeSet<ObjectKey>,
+}
+
+impl Affected {
+    fn merge(&mut self, other: Affected) {
+        self.channels.extend(other.channels);
+        self.phone_configurations.extend(other.phone_configurations);
+    }
+}
+
+/// References and claims of every channel in the watched scope.
+#[derive(Debug, Default)]
+pub struct Index {
+    channels: HashMap<ObjectKey, Entry>,
+    claims: HashMap<Claim, BTreeSet<Seniority>>,
+    references: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// During a relist: the channels seen so far.
+    resync: Option<HashSet<ObjectKey>>,
+}
+
+impl Index {
+    /// Records a created or changed channel.
+    pub fn apply(&mut self, channel: &DeploymentChannel) -> Affected {
+        let Some(key) = ObjectKey::of(channel) else {
+            return Affected::default();
+        };
+        if let Some(seen) = &mut self.resync {
+            seen.insert(key.clone());
+        }
+        let entry = Entry {
+            seniority: Seniority {
+                created: channel.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                key: key.clone(),
+            },
+            claim: validate_channel(&channel.spec)
+                .ok()
+                .map(|valid| valid.claim()),
+            reference: reference_of(channel, &key),
+        };
+        if self.channels.get(&key) == Some(&entry) {
+            return Affected::default();
+        }
+        let mut affected = self.delete(&key);
+        if let Some(claim) = &entry.claim {
+            let queue = self.claims.entry(claim.clone()).or_default();
+            queue.insert(entry.seniority.clone());
+            affected
+                .channels
+                .extend(queue.iter().map(|s| s.key.clone()));
+        }
+        if let Some(reference) = &entry.reference {
+            self.references
+                .entry(reference.clone())
+                .or_default()
+                .insert(key.clone());
+            affected.phone_configurations.insert(reference.clone());
+        }
+        affected.channels.remove(&key);
+        self.channels.insert(key, entry);
+        affected
+    }
+
+    /// Forgets a deleted channel.
+    pub fn delete(&mut self, key: &ObjectKey) -> Affected {
+        let mut affected = Affected::default();
+        let Some(entry) = self.channels.remove(key) else {
+            return affected;
+        };
+        if let Some(claim) = &entry.claim
+            && let Some(queue) = self.claims.get_mut(claim)
+        {
+            queue.remove(&entry.seniority);
+            affected
+                .channels
+                .extend(queue.iter().map(|s| s.key.clone()));
+            if queue.is_empty() {
+                self.claims.remove(claim);
+            }
+        }
+        if let Some(reference) = &entry.reference
+            && let Some(channels) = self.references.get_mut(reference)
+        {
+            channels.remove(key);
+            if channels.is_empty() {
+                self.references.remove(reference);
+            }
+            affected.phone_configurations.insert(reference.clone());
+        }
+        affected
+    }
+
+    /// A relist starts: channels not applied again before
+    /// [`end_resync`](Self::end_resync) are gone.
+    pub fn begin_resync(&mut self) {
+        self.resync = Some(HashSet::new());
+    }
+
+    /// A relist ends: forgets the channels it did not list.
+    pub fn end_resync(&mut self) -> Affected {
+        let mut affected = Affected::default();
+        let Some(seen) = self.resync.take() else {
+            return affected;
+        };
+        let gone: Vec<ObjectKey> = self
+            .channels
+            .keys()
+            .filter(|k| !seen.contains(k))
+            .cloned()
+            .collect();
+        for key in &gone {
+            affected.merge(self.delete(key));
+        }
+        for key in &gone {
+            affected.channels.remove(key);
+        }
+        affected
+    }
+
+    /// The channel that holds `key`'s claim when that is another channel.
+    pub fn claim_holder(&self, key: &ObjectKey) -> Option<ClaimHolder> {
+        let claim = self.channels.get(key)?.claim.as_ref()?;
+        let holder = &self.claims.get(claim)?.first()?.key;
+        (holder != key).then(|| ClaimHolder {
+            namespace: holder.namespace.clone(),
+            name: holder.name.clone(),
+        })
+    }
+
+    /// The channels that reference a PhoneConfiguration.
+    pub fn channels_referencing(
+        &self,
+        phone_configuration: &ObjectKey,
+    ) -> impl Iterator<Item = &ObjectKey> {
+        self.references
+            .get(phone_configuration)
+            .into_iter()
+            .flatten()
+    }
+
+    /// How many channels reference a PhoneConfiguration.
+    pub fn bound_channels(&self, phone_configuration: &ObjectKey) -> usize {
+        self.references
+            .get(phone_configuration)
+            .map_or(0, BTreeSet::len)
+    }
+
+    /// How many channels the index holds.
+    pub fn len(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Whether the index holds no channel.
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+}
+
+/// The PhoneConfiguration a CALLS or SMS channel names, valid or not: it is
+/// bound to it either way, and must hear when that PhoneConfiguration changes.
+fn reference_of(channel: &DeploymentChannel, key: &ObjectKey) -> Option<ObjectKey> {
+    matches!(
+        channel.spec.deployment_type,
+        DeploymentType::Calls | DeploymentType::Sms
+    )
+    .then(|| channel.spec.configuration.phone_configuration_id.as_ref())
+    .flatten()
+    .map(|name| ObjectKey::new(key.namespace.clone(), name.clone()))
+}
+
+#[cfg(test)]
+mod tests;
