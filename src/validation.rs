@@ -269,51 +269,49 @@ fn check_configuration_fields(
     config: &ChannelConfiguration,
 ) {
     use DeploymentType::*;
-    let fields: [(&str, bool, &[DeploymentType], &[DeploymentType], &str); 5] = [
+    // (field, present, the types it belongs to, required for those types)
+    let phone_types: &[DeploymentType] = &[Calls, Sms];
+    let fields = [
         (
             "phoneConfigurationId",
             config.phone_configuration_id.is_some(),
-            &[Calls, Sms],
-            &[Calls, Sms],
-            "CALLS or SMS",
+            phone_types,
+            true,
         ),
         (
             "communicationType",
             config.communication_type.is_some(),
             &[Web],
-            &[],
-            "WEB",
+            false,
         ),
         (
             "widgetConfiguration",
             config.widget_configuration.is_some(),
             &[Web],
-            &[],
-            "WEB",
+            false,
         ),
         (
             "packageName",
             config.package_name.is_some(),
             &[Mobile],
-            &[Mobile],
-            "MOBILE",
+            true,
         ),
-        (
-            "platform",
-            config.platform.is_some(),
-            &[Mobile],
-            &[Mobile],
-            "MOBILE",
-        ),
+        ("platform", config.platform.is_some(), &[Mobile], true),
     ];
-    for (name, present, allowed, required, types) in fields {
+    for (name, present, owners, required) in fields {
         let field = format!("spec.configuration.{name}");
-        if present && !allowed.contains(&ty) {
+        let belongs = owners.contains(&ty);
+        if present && !belongs {
+            let owners = owners
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ");
             errors.push(FieldError::new(
                 field,
-                format!("is only allowed when deploymentType is {types}, not {ty}"),
+                format!("is only allowed when deploymentType is {owners}, not {ty}"),
             ));
-        } else if !present && required.contains(&ty) {
+        } else if !present && belongs && required {
             errors.push(FieldError::new(
                 field,
                 format!("is required when deploymentType is {ty}"),
