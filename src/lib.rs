@@ -7,8 +7,10 @@
 
 pub mod admission;
 pub mod api;
+pub mod controller;
 pub mod crdgen;
 pub mod field_error;
 pub mod index;
+pub mod metrics;
 pub mod status;
 pub mod validation;

@@ -3,7 +3,9 @@
 //! in-process operator watching only that namespace.
 
 mod admission;
+mod counting;
 mod harness;
+mod reconcile;
 mod support;
 
 use std::sync::Arc;
@@ -14,6 +16,11 @@ use support::Scenario;
 
 fn main() {
     let args = Arguments::from_args();
+    // Operator logs, for a failing scenario: RUST_LOG=deploymentchannel_operator=debug make e2e
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .init();
     let env = match TestEnv::start() {
         Ok(Some(env)) => env,
         Ok(None) => {
@@ -32,7 +39,10 @@ fn main() {
     }
     println!("e2e: API server 1.{}", env.server_minor);
     let env = Arc::new(env);
-    let scenarios: Vec<Scenario> = admission::scenarios().into_iter().collect();
+    let scenarios: Vec<Scenario> = admission::scenarios()
+        .into_iter()
+        .chain(reconcile::scenarios())
+        .collect();
     let trials = scenarios
         .into_iter()
         .map(|scenario| {

@@ -164,3 +164,119 @@ fn suffix() -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// The operator's controllers, in-process, watching one namespace, with a
+/// client that counts its requests.
+pub struct Operator {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    pub requests: crate::counting::RequestCounts,
+    pub metrics: Arc<deploymentchannel_operator::metrics::Metrics>,
+}
+
+impl Operator {
+    pub async fn start(ctx: &Ctx) -> Self {
+        use deploymentchannel_operator::controller::{self, Settings};
+        let requests = crate::counting::RequestCounts::default();
+        let client = kube::client::ClientBuilder::try_from(ctx.env.config().await)
+            .expect("client")
+            .with_layer(&requests)
+            .build();
+        let metrics = Arc::new(deploymentchannel_operator::metrics::Metrics::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let settings = Settings {
+            namespace: Some(ctx.ns.clone()),
+            ..Settings::default()
+        };
+        let task = tokio::spawn(controller::run(
+            client,
+            settings,
+            metrics.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            stop: Some(stop),
+            task,
+            requests,
+            metrics,
+        }
+    }
+
+    /// Stops the controllers and waits until they have stopped.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("the operator stops within 30s")
+            .expect("the operator task does not panic");
+    }
+
+    /// Reconciles finished so far whose result was `result` (written, unchanged, error).
+    pub fn reconciles(&self, result: &str) -> u64 {
+        let text = self.metrics.render();
+        text.lines()
+            .filter(|l| {
+                l.starts_with("deploymentchannel_operator_reconciles_total{")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Ctx {
+    /// Waits until a channel's status satisfies `check`, returning it; on
+    /// timeout the panic shows the last status seen.
+    pub async fn wait_channel<F>(&self, name: &str, what: &str, check: F) -> DeploymentChannel
+    where
+        F: Fn(&DeploymentChannel) -> bool,
+    {
+        let api = self.channels();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = api.get_opt(name).await;
+            if let Ok(Some(channel)) = &seen
+                && check(channel)
+            {
+                return channel.clone();
+            }
+            if tokio::time::Instant::now() > deadline {
+                let last = match seen {
+                    Ok(Some(c)) => serde_json::to_string_pretty(&c.status).unwrap_or_default(),
+                    other => format!("{other:?}"),
+                };
+                panic!("timed out after 30s waiting for {name}: {what}; last status: {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until a channel's Ready condition has `status` and `reason` at its current generation.
+    pub async fn wait_ready(&self, name: &str, status: &str, reason: &str) -> DeploymentChannel {
+        self.wait_channel(name, &format!("Ready={status} ({reason})"), |c| {
+            let Some(s) = &c.status else { return false };
+            s.observed_generation == c.metadata.generation
+                && s.conditions
+                    .iter()
+                    .any(|k| k.type_ == "Ready" && k.status == status && k.reason == reason)
+        })
+        .await
+    }
+}
+
+/// A condition of a channel by type.
+pub fn condition<'a>(
+    channel: &'a DeploymentChannel,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    channel
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}

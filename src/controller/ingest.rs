@@ -1,0 +1,227 @@
+//! Watch streams into caches, the index and triggers.
+//!
+//! The index is updated *before* the cache, so a reconcile that the cache
+//! starts always sees an index at least as new as its object; triggers for
+//! other objects are sent *after* the cache, so a triggered reconcile always
+//! reads the change that triggered it.
+
+use std::{
+    collections::{HashMap, HashSet},
+    mem,
+    sync::{Arc, Mutex},
+};
+
+use futures::{Stream, StreamExt, channel::mpsc::UnboundedSender, future};
+use kube::{
+    Resource,
+    runtime::{
+        WatchStreamExt,
+        reflector::{ObjectRef, Store, store::Writer},
+        watcher,
+    },
+};
+use tracing::warn;
+
+use super::CacheReadiness;
+use crate::{
+    api::{DeploymentChannel, PhoneConfiguration},
+    index::{Affected, Index, ObjectKey},
+    metrics::{KindLabels, Metrics},
+};
+
+/// Where reconcile requests for other objects go.
+pub struct Triggers {
+    pub channels: UnboundedSender<ObjectRef<DeploymentChannel>>,
+    pub phone_configurations: UnboundedSender<ObjectRef<PhoneConfiguration>>,
+}
+
+/// Drops what the operator never reads, so the caches stay small.
+fn strip<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+fn lock(index: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
+    index
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn log_watch_error(kind: &str, error: &watcher::Error) {
+    warn!(kind, %error, "watch failed; retrying with backoff");
+}
+
+/// DeploymentChannels: index, cache, then triggers for the channels and
+/// PhoneConfigurations a change affects.
+pub async fn channels(
+    watch: impl Stream<Item = watcher::Result<watcher::Event<DeploymentChannel>>> + Send,
+    writer: Writer<DeploymentChannel>,
+    index: Arc<Mutex<Index>>,
+    readiness: Arc<CacheReadiness>,
+    phone_configurations: Store<PhoneConfiguration>,
+    triggers: Triggers,
+    metrics: Arc<Metrics>,
+) {
+    let pending = Arc::new(Mutex::new(Affected::default()));
+    let labels = KindLabels {
+        kind: "DeploymentChannel",
+    };
+    let before = pending.clone();
+    let cache = writer.as_reader();
+    watch
+        .default_backoff()
+        .modify(strip)
+        .inspect(move |event| {
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => return log_watch_error("DeploymentChannel", error),
+            };
+            metrics.watch_events.get_or_create(&labels).inc();
+            let mut index = lock(&index);
+            let affected = match event {
+                watcher::Event::Init => {
+                    index.begin_resync();
+                    Affected::default()
+                }
+                watcher::Event::InitApply(channel) => {
+                    index.apply(channel);
+                    Affected::default()
+                }
+                watcher::Event::InitDone => index.end_resync(),
+                watcher::Event::Apply(channel) => index.apply(channel),
+                watcher::Event::Delete(channel) => ObjectKey::of(channel)
+                    .map(|k| index.delete(&k))
+                    .unwrap_or_default(),
+            };
+            metrics
+                .cached_objects
+                .get_or_create(&labels)
+                .set(index.len() as i64);
+            let mut pending = before.lock().unwrap_or_else(|p| p.into_inner());
+            pending.channels.extend(affected.channels);
+            pending
+                .phone_configurations
+                .extend(affected.phone_configurations);
+        })
+        .reflect_shared(writer)
+        .for_each(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                readiness.channels_listed();
+            }
+            let affected = mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
+            for key in affected.channels {
+                let object_ref = ObjectRef::new(&key.name).within(&key.namespace);
+                // A channel still in the initial list is reconciled when the list completes.
+                if cache.get(&object_ref).is_some() {
+                    let _ = triggers.channels.unbounded_send(object_ref);
+                }
+            }
+            for key in affected.phone_configurations {
+                let object_ref = ObjectRef::new(&key.name).within(&key.namespace);
+                if phone_configurations.get(&object_ref).is_some() {
+                    let _ = triggers.phone_configurations.unbounded_send(object_ref);
+                }
+            }
+            future::ready(())
+        })
+        .await;
+}
+
+/// PhoneConfigurations: cache, then triggers for the channels that
+/// reference a PhoneConfiguration whose spec changed, or that was created,
+/// deleted or vanished during a relist. A status-only change (its own
+/// `boundChannels`) concerns no channel.
+pub async fn phone_configurations(
+    watch: impl Stream<Item = watcher::Result<watcher::Event<PhoneConfiguration>>> + Send,
+    writer: Writer<PhoneConfiguration>,
+    index: Arc<Mutex<Index>>,
+    readiness: Arc<CacheReadiness>,
+    channels: UnboundedSender<ObjectRef<DeploymentChannel>>,
+    metrics: Arc<Metrics>,
+) {
+    let labels = KindLabels {
+        kind: "PhoneConfiguration",
+    };
+    let cache = writer.as_reader();
+    // Keys listed during a relist, and the keys cached before it began.
+    let mut listed: HashSet<ObjectKey> = HashSet::new();
+    let mut before_relist: HashSet<ObjectKey> = HashSet::new();
+    // What channels depend on: the PhoneConfiguration's uid and spec (its generation).
+    let mut seen: HashMap<ObjectKey, (Option<String>, Option<i64>)> = HashMap::new();
+    watch
+        .default_backoff()
+        .modify(strip)
+        .reflect_shared(writer)
+        .for_each(move |event| {
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    log_watch_error("PhoneConfiguration", &error);
+                    return future::ready(());
+                }
+            };
+            metrics.watch_events.get_or_create(&labels).inc();
+            let changed: Vec<ObjectKey> = match &event {
+                watcher::Event::Init => {
+                    listed.clear();
+                    // The cache still holds the previous list until InitDone.
+                    before_relist = cache
+                        .state()
+                        .iter()
+                        .filter_map(|pc| ObjectKey::of(pc.as_ref()))
+                        .collect();
+                    vec![]
+                }
+                watcher::Event::InitApply(pc) => {
+                    if let Some(key) = ObjectKey::of(pc) {
+                        seen.insert(
+                            key.clone(),
+                            (pc.metadata.uid.clone(), pc.metadata.generation),
+                        );
+                        listed.insert(key);
+                    }
+                    vec![]
+                }
+                watcher::Event::InitDone => {
+                    readiness.phone_configurations_listed();
+                    seen.retain(|key, _| listed.contains(key));
+                    before_relist
+                        .drain()
+                        .filter(|k| !listed.contains(k))
+                        .collect()
+                }
+                watcher::Event::Apply(pc) => ObjectKey::of(pc)
+                    .filter(|key| {
+                        let version = (pc.metadata.uid.clone(), pc.metadata.generation);
+                        seen.insert(key.clone(), version.clone()) != Some(version)
+                    })
+                    .into_iter()
+                    .collect(),
+                watcher::Event::Delete(pc) => ObjectKey::of(pc)
+                    .inspect(|key| {
+                        seen.remove(key);
+                    })
+                    .into_iter()
+                    .collect(),
+            };
+            metrics
+                .cached_objects
+                .get_or_create(&labels)
+                .set(cache.len() as i64);
+            if !changed.is_empty() {
+                let index = lock(&index);
+                for pc in &changed {
+                    for channel in index.channels_referencing(pc) {
+                        let _ = channels.unbounded_send(
+                            ObjectRef::new(&channel.name).within(&channel.namespace),
+                        );
+                    }
+                }
+            }
+            future::ready(())
+        })
+        .await;
+}

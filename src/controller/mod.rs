@@ -1,0 +1,358 @@
+//! The shell around the pure core: watches both kinds into caches and the
+//! index, runs one controller per kind, and writes status.
+//!
+//! Data flow for each kind: watcher → strip metadata the operator never reads
+//! → (channels: update the index) → reflector cache, shared by both
+//! controllers → triggers for the objects a change affects.
+
+mod channel;
+mod ingest;
+mod phone;
+mod status_writer;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{StreamExt, channel::mpsc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    Api, Client,
+    runtime::{
+        Controller,
+        controller::{self, Action},
+        events::{Recorder, Reporter},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use tracing::{info, warn};
+
+pub use channel::reconcile_channel;
+pub use phone::reconcile_phone_configuration;
+
+use crate::{
+    api::{
+        DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration, PhoneConfigurationStatus,
+    },
+    index::{Index, ObjectKey},
+    metrics::{ErrorLabels, Metrics},
+};
+use status_writer::StatusWriter;
+
+/// The field manager of every status write, the same in every replica.
+pub const FIELD_MANAGER: &str = "deploymentchannel-operator";
+
+/// Errors of one reconcile; the controller backs off and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("object has no {0}")]
+    MissingMetadata(&'static str),
+}
+
+impl Error {
+    /// A short, bounded label for metrics.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(status)) => {
+                if status.reason.is_empty() {
+                    format!("Api{}", status.code)
+                } else {
+                    status.reason.clone()
+                }
+            }
+            Error::Kube(_) => "ClientError".into(),
+            Error::MissingMetadata(_) => "MissingMetadata".into(),
+        }
+    }
+}
+
+/// How the controllers run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch this namespace only; `None` watches all.
+    pub namespace: Option<String>,
+    /// How many reconciles of one kind run at once.
+    pub concurrency: u16,
+    /// Name reported on Kubernetes Events (`reportingInstance`), usually the pod name.
+    pub instance: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            concurrency: 16,
+            instance: None,
+        }
+    }
+}
+
+/// Whether each cache holds its first full list. (The caches' own
+/// `wait_until_ready` wakes only one waiter at a time, so reconciles wait here.)
+#[derive(Debug)]
+pub struct CacheReadiness {
+    channels: tokio::sync::watch::Sender<bool>,
+    phone_configurations: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for CacheReadiness {
+    fn default() -> Self {
+        Self {
+            channels: tokio::sync::watch::Sender::new(false),
+            phone_configurations: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+impl CacheReadiness {
+    /// Marks the channel cache as listed.
+    pub fn channels_listed(&self) {
+        self.channels.send_replace(true);
+    }
+
+    /// Marks the PhoneConfiguration cache as listed.
+    pub fn phone_configurations_listed(&self) {
+        self.phone_configurations.send_replace(true);
+    }
+
+    /// Waits until the channel cache is listed.
+    pub async fn channels(&self) {
+        let _ = self.channels.subscribe().wait_for(|listed| *listed).await;
+    }
+
+    /// Waits until the PhoneConfiguration cache is listed.
+    pub async fn phone_configurations(&self) {
+        let _ = self
+            .phone_configurations
+            .subscribe()
+            .wait_for(|listed| *listed)
+            .await;
+    }
+
+    /// Whether both caches are listed.
+    pub fn all(&self) -> bool {
+        *self.channels.borrow() && *self.phone_configurations.borrow()
+    }
+}
+
+/// What every reconcile reads and writes through.
+pub struct Context {
+    pub client: Client,
+    pub channels: Store<DeploymentChannel>,
+    pub phone_configurations: Store<PhoneConfiguration>,
+    pub index: Arc<Mutex<Index>>,
+    pub readiness: Arc<CacheReadiness>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// The current time, second precision (status timestamps are RFC 3339 seconds).
+    pub clock: fn() -> Time,
+    channel_status: StatusWriter<DeploymentChannel, DeploymentChannelStatus>,
+    phone_status: StatusWriter<PhoneConfiguration, PhoneConfigurationStatus>,
+    failures: Mutex<HashMap<ObjectKey, u32>>,
+}
+
+impl Context {
+    /// A context over the given caches and index.
+    pub fn new(
+        client: Client,
+        channels: Store<DeploymentChannel>,
+        phone_configurations: Store<PhoneConfiguration>,
+        index: Arc<Mutex<Index>>,
+        readiness: Arc<CacheReadiness>,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            channels,
+            phone_configurations,
+            index,
+            readiness,
+            metrics,
+            clock: now,
+            channel_status: StatusWriter::default(),
+            phone_status: StatusWriter::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The index, for a short read or update.
+    pub fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn reset_failures(&self, key: &ObjectKey) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// Exponential backoff per object: 1 s, 2 s, 4 s … capped at 5 minutes.
+    fn backoff(&self, key: ObjectKey) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(key).or_insert(0);
+        *count = count.saturating_add(1);
+        Duration::from_secs(1u64 << (*count - 1).min(9)).min(Duration::from_secs(300))
+    }
+}
+
+/// The current time truncated to whole seconds.
+pub fn now() -> Time {
+    let now = jiff::Timestamp::now();
+    Time(jiff::Timestamp::from_second(now.as_second()).expect("now is a valid timestamp"))
+}
+
+fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let kind: &'static str = if K::kind(&()) == "DeploymentChannel" {
+        "DeploymentChannel"
+    } else {
+        "PhoneConfiguration"
+    };
+    ctx.metrics
+        .errors
+        .get_or_create(&ErrorLabels {
+            kind,
+            reason: error.reason(),
+        })
+        .inc();
+    let key = ObjectKey::of(object.as_ref()).unwrap_or_else(|| ObjectKey::new("", ""));
+    let delay = ctx.backoff(key.clone());
+    warn!(object = %key, kind, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Runs both controllers until `shutdown` completes; in-flight reconciles
+/// finish first.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (channel_api, phone_api): (Api<DeploymentChannel>, Api<PhoneConfiguration>) =
+        match &settings.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+    let (channel_reader, channel_writer) = reflector::store_shared::<DeploymentChannel>(1024);
+    let (phone_reader, phone_writer) = reflector::store_shared::<PhoneConfiguration>(1024);
+    let channel_events = channel_writer
+        .subscribe()
+        .expect("a shared store has subscribers");
+    let phone_events = phone_writer
+        .subscribe()
+        .expect("a shared store has subscribers");
+    let index = Arc::new(Mutex::new(Index::default()));
+    let readiness = Arc::new(CacheReadiness::default());
+    let (channel_trigger, channel_triggers) = mpsc::unbounded::<ObjectRef<DeploymentChannel>>();
+    let (phone_trigger, phone_triggers) = mpsc::unbounded::<ObjectRef<PhoneConfiguration>>();
+
+    let watch_config = watcher::Config::default().page_size(500);
+    let channel_ingest = ingest::channels(
+        watcher::watcher(channel_api, watch_config.clone()),
+        channel_writer,
+        index.clone(),
+        readiness.clone(),
+        phone_reader.clone(),
+        ingest::Triggers {
+            channels: channel_trigger.clone(),
+            phone_configurations: phone_trigger,
+        },
+        metrics.clone(),
+    );
+    let phone_ingest = ingest::phone_configurations(
+        watcher::watcher(phone_api, watch_config),
+        phone_writer,
+        index.clone(),
+        readiness.clone(),
+        channel_trigger,
+        metrics.clone(),
+    );
+
+    let ctx = Arc::new(Context::new(
+        client,
+        channel_reader.clone(),
+        phone_reader.clone(),
+        index,
+        readiness.clone(),
+        metrics.clone(),
+        settings.instance.clone(),
+    ));
+    let config = controller::Config::default().concurrency(settings.concurrency);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let channel_controller = Controller::for_shared_stream(channel_events, channel_reader.clone())
+        .with_config(config.clone())
+        .reconcile_on(channel_triggers)
+        .graceful_shutdown_on(stopped())
+        .run(reconcile_channel, error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let phone_controller = Controller::for_shared_stream(phone_events, phone_reader.clone())
+        .with_config(config)
+        .reconcile_on(phone_triggers)
+        .graceful_shutdown_on(stopped())
+        .run(reconcile_phone_configuration, error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let synced = {
+        let metrics = metrics.clone();
+        async move {
+            readiness.channels().await;
+            readiness.phone_configurations().await;
+            metrics.caches_synced.set(1);
+            info!("caches synced");
+        }
+    };
+
+    info!(
+        namespace = settings.namespace.as_deref().unwrap_or("<all>"),
+        "controllers starting"
+    );
+    let controllers = async move {
+        futures::join!(channel_controller, phone_controller, synced);
+    };
+    let ingest = async move {
+        futures::join!(channel_ingest, phone_ingest);
+    };
+    tokio::pin!(controllers, ingest, shutdown);
+    tokio::select! {
+        _ = &mut controllers => {}
+        _ = &mut ingest => {}
+        _ = &mut shutdown => {
+            info!("stopping: finishing in-flight reconciles");
+            let _ = stop_tx.send(true);
+            // The watches keep the caches fresh while the last reconciles finish.
+            tokio::select! {
+                _ = &mut controllers => {}
+                _ = &mut ingest => {}
+            }
+        }
+    }
+    metrics.caches_synced.set(0);
+    info!("controllers stopped");
+}
