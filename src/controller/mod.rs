@@ -356,3 +356,6 @@ pub async fn run(
     metrics.caches_synced.set(0);
     info!("controllers stopped");
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,261 @@
+//! Reconciles against a mocked API server: the exact requests the operator
+//! sends, and that it sends none when nothing changed.
+
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::{
+    Client,
+    client::Body,
+    runtime::{reflector, watcher},
+};
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle};
+
+use super::*;
+use crate::{
+    api::{
+        Capability, ChannelConfiguration, DeploymentChannelSpec, DeploymentType, PhoneConfigurationSpec,
+    },
+    status::{ChannelFacts, channel_status},
+    validation::validate_channel,
+};
+
+const NS: &str = "team-a";
+
+fn fixed_now() -> Time {
+    Time(jiff::Timestamp::from_second(1_700_000_000).unwrap())
+}
+
+fn calls_channel(number: &str) -> DeploymentChannel {
+    DeploymentChannel {
+        metadata: ObjectMeta {
+            name: Some("support".into()),
+            namespace: Some(NS.into()),
+            generation: Some(2),
+            resource_version: Some("41".into()),
+            uid: Some("chan-uid".into()),
+            creation_timestamp: Some(Time(jiff::Timestamp::from_second(1_600_000_000).unwrap())),
+            ..Default::default()
+        },
+        spec: DeploymentChannelSpec {
+            deployment_type: DeploymentType::Calls,
+            channel_name: None,
+            recording_enabled: true,
+            channel_identifier: number.into(),
+            configuration: ChannelConfiguration {
+                phone_configuration_id: Some("line".into()),
+                ..Default::default()
+            },
+        },
+        status: None,
+    }
+}
+
+fn phone_configuration() -> PhoneConfiguration {
+    PhoneConfiguration {
+        metadata: ObjectMeta {
+            name: Some("line".into()),
+            namespace: Some(NS.into()),
+            generation: Some(1),
+            resource_version: Some("7".into()),
+            uid: Some("pc-uid".into()),
+            ..Default::default()
+        },
+        spec: PhoneConfigurationSpec {
+            phone_number: "+12125551234".into(),
+            provider: "twilio".into(),
+            capabilities: vec![Capability::Voice],
+            description: None,
+        },
+        status: None,
+    }
+}
+
+/// A context whose caches hold `channels` and `phones`, over a mocked API.
+fn context(channels: &[DeploymentChannel], phones: &[PhoneConfiguration]) -> (Arc<Context>, Handle<Request<Body>, Response<Body>>) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, NS);
+    let (channel_reader, mut channel_writer) = reflector::store::<DeploymentChannel>();
+    let (phone_reader, mut phone_writer) = reflector::store::<PhoneConfiguration>();
+    let mut index = Index::default();
+    for channel in channels {
+        channel_writer.apply_watcher_event(&watcher::Event::Apply(channel.clone()));
+        index.apply(channel);
+    }
+    for phone in phones {
+        phone_writer.apply_watcher_event(&watcher::Event::Apply(phone.clone()));
+    }
+    let readiness = Arc::new(CacheReadiness::default());
+    readiness.channels_listed();
+    readiness.phone_configurations_listed();
+    let mut ctx = Context::new(
+        client,
+        channel_reader,
+        phone_reader,
+        Arc::new(Mutex::new(index)),
+        readiness,
+        Arc::new(Metrics::default()),
+        Some("test".into()),
+    );
+    ctx.clock = fixed_now;
+    (Arc::new(ctx), handle)
+}
+
+async fn body_json(request: Request<Body>) -> Value {
+    let bytes = request.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn respond(send: tower_test::mock::SendResponse<Response<Body>>, object: Value) {
+    send.send_response(Response::builder().status(200).body(Body::from(serde_json::to_vec(&object).unwrap())).unwrap());
+}
+
+#[tokio::test]
+async fn resolved_channel_gets_exactly_one_status_patch() {
+    let channel = calls_channel("+12125551234");
+    let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[phone_configuration()]);
+    let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel.clone()), ctx.clone()));
+
+    let (request, send) = handle.next_request().await.expect("a status patch");
+    assert_eq!(request.method(), http::Method::PATCH);
+    assert_eq!(
+        request.uri().to_string(),
+        "/apis/interactions.dev/v1alpha1/namespaces/team-a/deploymentchannels/support/status?&force=true&fieldManager=deploymentchannel-operator"
+    );
+    assert_eq!(request.headers()["content-type"], "application/apply-patch+yaml");
+    let body = body_json(request).await;
+    let time = "2023-11-14T22:13:20Z";
+    assert_eq!(
+        body,
+        json!({
+            "apiVersion": "interactions.dev/v1alpha1",
+            "kind": "DeploymentChannel",
+            "status": {
+                "observedGeneration": 2,
+                "conditions": [
+                    {"type": "Ready", "status": "True", "reason": "Ready", "message": "the channel is ready",
+                     "lastTransitionTime": time, "observedGeneration": 2},
+                    {"type": "Valid", "status": "True", "reason": "Valid", "message": "the spec is valid",
+                     "lastTransitionTime": time, "observedGeneration": 2},
+                    {"type": "PhoneConfigurationResolved", "status": "True", "reason": "Resolved",
+                     "message": "using PhoneConfiguration \"line\" (+12125551234)",
+                     "lastTransitionTime": time, "observedGeneration": 2},
+                ],
+                "phoneConfiguration": {"name": "line", "uid": "pc-uid", "phoneNumber": "+12125551234"},
+            }
+        })
+    );
+    let mut stored = serde_json::to_value(&channel).unwrap();
+    stored["status"] = body["status"].clone();
+    respond(send, stored);
+    reconcile.await.unwrap().expect("reconcile succeeds");
+    // A first readiness is no Event: nothing else was sent.
+    drop(ctx);
+    assert!(handle.next_request().await.is_none());
+}
+
+#[tokio::test]
+async fn unchanged_status_sends_nothing() {
+    let mut channel = calls_channel("+12125551234");
+    let pc = phone_configuration();
+    let validation = validate_channel(&channel.spec);
+    let facts = ChannelFacts {
+        namespace: NS,
+        generation: channel.metadata.generation,
+        validation: &validation,
+        phone_configuration: Some(&pc),
+        claim_holder: None,
+    };
+    // Stored an hour ago: same statuses, so the old transition times stay and nothing is written.
+    let earlier = Time(jiff::Timestamp::from_second(1_699_996_400).unwrap());
+    channel.status = Some(channel_status(&facts, None, &earlier));
+    let (ctx, handle) = context(std::slice::from_ref(&channel), &[pc]);
+    // Any request would now fail, and so would the reconcile.
+    drop(handle);
+    reconcile_channel(Arc::new(channel), ctx.clone()).await.expect("no request was needed");
+    let text = ctx.metrics.render();
+    assert!(text.contains("reconciles_total{kind=\"DeploymentChannel\",result=\"unchanged\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn losing_readiness_patches_status_then_records_one_event() {
+    let mut channel = calls_channel("+12125551234");
+    let pc = phone_configuration();
+    let validation = validate_channel(&channel.spec);
+    let facts = ChannelFacts {
+        namespace: NS,
+        generation: channel.metadata.generation,
+        validation: &validation,
+        phone_configuration: Some(&pc),
+        claim_holder: None,
+    };
+    channel.status = Some(channel_status(&facts, None, &fixed_now()));
+    // The PhoneConfiguration is gone from the cache.
+    let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[]);
+    let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel.clone()), ctx.clone()));
+
+    let (request, send) = handle.next_request().await.expect("a status patch");
+    assert!(request.uri().path().ends_with("/deploymentchannels/support/status"));
+    let body = body_json(request).await;
+    let ready = &body["status"]["conditions"][0];
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "PhoneConfigurationNotFound");
+    assert!(body["status"].get("phoneConfiguration").is_none(), "the reference is dropped: {body}");
+    let mut stored = serde_json::to_value(&channel).unwrap();
+    stored["status"] = body["status"].clone();
+    respond(send, stored);
+
+    let (request, send) = handle.next_request().await.expect("an Event");
+    assert_eq!(request.method(), http::Method::POST);
+    assert_eq!(request.uri().path(), "/apis/events.k8s.io/v1/namespaces/team-a/events");
+    let event = body_json(request).await;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "NotReady");
+    assert_eq!(event["regarding"]["name"], "support");
+    assert!(event["note"].as_str().unwrap().starts_with("PhoneConfigurationNotFound: PhoneConfiguration \"line\" does not exist"));
+    respond(send, event);
+    reconcile.await.unwrap().expect("reconcile succeeds");
+}
+
+#[tokio::test]
+async fn api_errors_are_returned_for_backoff() {
+    let channel = calls_channel("+12125551234");
+    let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[phone_configuration()]);
+    let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel.clone()), ctx.clone()));
+    let (_, send) = handle.next_request().await.expect("a status patch");
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd timeout",
+                        "reason": "Timeout", "code": 504});
+    send.send_response(Response::builder().status(504).body(Body::from(serde_json::to_vec(&status).unwrap())).unwrap());
+    let error = reconcile.await.unwrap().expect_err("the API error is returned");
+    assert_eq!(error.reason(), "Timeout");
+    // The error policy backs off, longer each time.
+    let first = ctx.backoff(ObjectKey::new(NS, "support"));
+    let second = ctx.backoff(ObjectKey::new(NS, "support"));
+    assert!(second > first, "{first:?} then {second:?}");
+}
+
+#[tokio::test]
+async fn phone_configuration_counts_bound_channels() {
+    let channel = calls_channel("+12125551234");
+    let pc = phone_configuration();
+    let (ctx, mut handle) = context(std::slice::from_ref(&channel), std::slice::from_ref(&pc));
+    let reconcile = tokio::spawn(reconcile_phone_configuration(Arc::new(pc.clone()), ctx.clone()));
+    let (request, send) = handle.next_request().await.expect("a status patch");
+    assert_eq!(
+        request.uri().to_string(),
+        "/apis/interactions.dev/v1alpha1/namespaces/team-a/phoneconfigurations/line/status?&force=true&fieldManager=deploymentchannel-operator"
+    );
+    let body = body_json(request).await;
+    assert_eq!(body["kind"], "PhoneConfiguration");
+    assert_eq!(body["status"]["boundChannels"], 1);
+    assert_eq!(body["status"]["observedGeneration"], 1);
+    assert_eq!(body["status"]["conditions"][0]["type"], "Ready");
+    assert_eq!(body["status"]["conditions"][0]["status"], "True");
+    let mut stored = serde_json::to_value(&pc).unwrap();
+    stored["status"] = body["status"].clone();
+    respond(send, stored);
+    reconcile.await.unwrap().expect("reconcile succeeds");
+}
