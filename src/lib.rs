@@ -3,14 +3,19 @@
 //! detects identifier conflicts and reports status conditions.
 //!
 //! The pure core (`api`, `validation`, `status`, `index`) does no I/O; the
-//! shell (`controller`, `cli`) wires it to the Kubernetes API.
+//! shell (`controller`, `runtime`, `http`, `cli`) wires it to the Kubernetes
+//! API, the metrics and probe endpoints and the command line.
 
 pub mod admission;
 pub mod api;
+pub mod cli;
 pub mod controller;
 pub mod crdgen;
 pub mod field_error;
+pub mod http;
 pub mod index;
+pub mod manifests;
 pub mod metrics;
+pub mod runtime;
 pub mod status;
 pub mod validation;

@@ -193,12 +193,14 @@ fn resolve_phone_configuration(
 ) -> Result<PhoneConfigurationReference, ResolutionFailure> {
     let fail = |reason, message: String| Err(ResolutionFailure { reason, message });
     let Some(config) = facts.phone_configuration else {
+        let place = if facts.namespace.is_empty() {
+            "in the same namespace".to_string()
+        } else {
+            format!("in namespace {:?}", facts.namespace)
+        };
         return fail(
             reason::PHONE_CONFIGURATION_NOT_FOUND,
-            format!(
-                "PhoneConfiguration {name:?} does not exist in namespace {:?}",
-                facts.namespace
-            ),
+            format!("PhoneConfiguration {name:?} does not exist {place}"),
         );
     };
     let valid = match validate_phone_configuration(&config.spec) {

@@ -354,7 +354,7 @@ fn phone_configuration_id(
 }
 
 /// Kubernetes object names are lower-case RFC 1123 subdomains.
-fn check_object_name(name: &str) -> Result<(), String> {
+pub fn check_object_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 253 {
         return Err("a name is 1 to 253 characters long".into());
     }

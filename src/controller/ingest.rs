@@ -26,7 +26,7 @@ use super::CacheReadiness;
 use crate::{
     api::{DeploymentChannel, PhoneConfiguration},
     index::{Affected, Index, ObjectKey},
-    metrics::{KindLabels, Metrics},
+    metrics::{KindLabels, Metrics, ReadyLabels},
 };
 
 /// Where reconcile requests for other objects go.
@@ -71,6 +71,8 @@ pub async fn channels(
     };
     let before = pending.clone();
     let cache = writer.as_reader();
+    let mut readiness_tally = ReadinessTally::default();
+    let tally_metrics = metrics.clone();
     watch
         .default_backoff()
         .modify(strip)
@@ -108,8 +110,12 @@ pub async fn channels(
         })
         .reflect_shared(writer)
         .for_each(move |event| {
-            if let Ok(watcher::Event::InitDone) = event {
-                readiness.channels_listed();
+            if let Ok(event) = &event {
+                readiness_tally.record(event);
+                readiness_tally.export(&tally_metrics);
+                if let watcher::Event::InitDone = event {
+                    readiness.channels_listed();
+                }
             }
             let affected = mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
             for key in affected.channels {
@@ -224,4 +230,70 @@ pub async fn phone_configurations(
             future::ready(())
         })
         .await;
+}
+
+/// Channels counted by their Ready condition, kept up to date from watch
+/// events so that scraping `/metrics` costs nothing.
+#[derive(Default)]
+struct ReadinessTally {
+    ready_of: HashMap<ObjectKey, usize>,
+    relisted: HashMap<ObjectKey, usize>,
+    counts: [i64; 3],
+}
+
+impl ReadinessTally {
+    const LABELS: [&'static str; 3] = ["True", "False", "Unknown"];
+
+    fn ready_slot(channel: &DeploymentChannel) -> usize {
+        let ready = channel.status.as_ref().and_then(|s| {
+            crate::api::find_condition(&s.conditions, crate::status::condition::READY)
+        });
+        match ready.map(|c| c.status.as_str()) {
+            Some("True") => 0,
+            Some("False") => 1,
+            _ => 2,
+        }
+    }
+
+    fn record(&mut self, event: &watcher::Event<DeploymentChannel>) {
+        match event {
+            watcher::Event::Init => self.relisted.clear(),
+            watcher::Event::InitApply(channel) => {
+                if let Some(key) = ObjectKey::of(channel) {
+                    self.relisted.insert(key, Self::ready_slot(channel));
+                }
+            }
+            watcher::Event::InitDone => {
+                self.ready_of = mem::take(&mut self.relisted);
+                self.counts = [0; 3];
+                self.ready_of
+                    .values()
+                    .for_each(|slot| self.counts[*slot] += 1);
+            }
+            watcher::Event::Apply(channel) => {
+                if let Some(key) = ObjectKey::of(channel) {
+                    let slot = Self::ready_slot(channel);
+                    if let Some(old) = self.ready_of.insert(key, slot) {
+                        self.counts[old] -= 1;
+                    }
+                    self.counts[slot] += 1;
+                }
+            }
+            watcher::Event::Delete(channel) => {
+                if let Some(old) = ObjectKey::of(channel).and_then(|key| self.ready_of.remove(&key))
+                {
+                    self.counts[old] -= 1;
+                }
+            }
+        }
+    }
+
+    fn export(&self, metrics: &Metrics) {
+        for (label, count) in Self::LABELS.into_iter().zip(self.counts) {
+            metrics
+                .channels_by_ready
+                .get_or_create(&ReadyLabels { ready: label })
+                .set(count);
+        }
+    }
 }

@@ -17,7 +17,8 @@ use tower_test::mock::{self, Handle};
 use super::*;
 use crate::{
     api::{
-        Capability, ChannelConfiguration, DeploymentChannelSpec, DeploymentType, PhoneConfigurationSpec,
+        Capability, ChannelConfiguration, DeploymentChannelSpec, DeploymentType,
+        PhoneConfigurationSpec,
     },
     status::{ChannelFacts, channel_status},
     validation::validate_channel,
@@ -75,7 +76,10 @@ fn phone_configuration() -> PhoneConfiguration {
 }
 
 /// A context whose caches hold `channels` and `phones`, over a mocked API.
-fn context(channels: &[DeploymentChannel], phones: &[PhoneConfiguration]) -> (Arc<Context>, Handle<Request<Body>, Response<Body>>) {
+fn context(
+    channels: &[DeploymentChannel],
+    phones: &[PhoneConfiguration],
+) -> (Arc<Context>, Handle<Request<Body>, Response<Body>>) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
     let (channel_reader, mut channel_writer) = reflector::store::<DeploymentChannel>();
@@ -110,7 +114,12 @@ async fn body_json(request: Request<Body>) -> Value {
 }
 
 fn respond(send: tower_test::mock::SendResponse<Response<Body>>, object: Value) {
-    send.send_response(Response::builder().status(200).body(Body::from(serde_json::to_vec(&object).unwrap())).unwrap());
+    send.send_response(
+        Response::builder()
+            .status(200)
+            .body(Body::from(serde_json::to_vec(&object).unwrap()))
+            .unwrap(),
+    );
 }
 
 #[tokio::test]
@@ -125,7 +134,10 @@ async fn resolved_channel_gets_exactly_one_status_patch() {
         request.uri().to_string(),
         "/apis/interactions.dev/v1alpha1/namespaces/team-a/deploymentchannels/support/status?&force=true&fieldManager=deploymentchannel-operator"
     );
-    assert_eq!(request.headers()["content-type"], "application/apply-patch+yaml");
+    assert_eq!(
+        request.headers()["content-type"],
+        "application/apply-patch+yaml"
+    );
     let body = body_json(request).await;
     let time = "2023-11-14T22:13:20Z";
     assert_eq!(
@@ -175,9 +187,14 @@ async fn unchanged_status_sends_nothing() {
     let (ctx, handle) = context(std::slice::from_ref(&channel), &[pc]);
     // Any request would now fail, and so would the reconcile.
     drop(handle);
-    reconcile_channel(Arc::new(channel), ctx.clone()).await.expect("no request was needed");
+    reconcile_channel(Arc::new(channel), ctx.clone())
+        .await
+        .expect("no request was needed");
     let text = ctx.metrics.render();
-    assert!(text.contains("reconciles_total{kind=\"DeploymentChannel\",result=\"unchanged\"} 1"), "{text}");
+    assert!(
+        text.contains("reconciles_total{kind=\"DeploymentChannel\",result=\"unchanged\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -198,24 +215,40 @@ async fn losing_readiness_patches_status_then_records_one_event() {
     let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel.clone()), ctx.clone()));
 
     let (request, send) = handle.next_request().await.expect("a status patch");
-    assert!(request.uri().path().ends_with("/deploymentchannels/support/status"));
+    assert!(
+        request
+            .uri()
+            .path()
+            .ends_with("/deploymentchannels/support/status")
+    );
     let body = body_json(request).await;
     let ready = &body["status"]["conditions"][0];
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "PhoneConfigurationNotFound");
-    assert!(body["status"].get("phoneConfiguration").is_none(), "the reference is dropped: {body}");
+    assert!(
+        body["status"].get("phoneConfiguration").is_none(),
+        "the reference is dropped: {body}"
+    );
     let mut stored = serde_json::to_value(&channel).unwrap();
     stored["status"] = body["status"].clone();
     respond(send, stored);
 
     let (request, send) = handle.next_request().await.expect("an Event");
     assert_eq!(request.method(), http::Method::POST);
-    assert_eq!(request.uri().path(), "/apis/events.k8s.io/v1/namespaces/team-a/events");
+    assert_eq!(
+        request.uri().path(),
+        "/apis/events.k8s.io/v1/namespaces/team-a/events"
+    );
     let event = body_json(request).await;
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "NotReady");
     assert_eq!(event["regarding"]["name"], "support");
-    assert!(event["note"].as_str().unwrap().starts_with("PhoneConfigurationNotFound: PhoneConfiguration \"line\" does not exist"));
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("PhoneConfigurationNotFound: PhoneConfiguration \"line\" does not exist")
+    );
     respond(send, event);
     reconcile.await.unwrap().expect("reconcile succeeds");
 }
@@ -228,8 +261,16 @@ async fn api_errors_are_returned_for_backoff() {
     let (_, send) = handle.next_request().await.expect("a status patch");
     let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd timeout",
                         "reason": "Timeout", "code": 504});
-    send.send_response(Response::builder().status(504).body(Body::from(serde_json::to_vec(&status).unwrap())).unwrap());
-    let error = reconcile.await.unwrap().expect_err("the API error is returned");
+    send.send_response(
+        Response::builder()
+            .status(504)
+            .body(Body::from(serde_json::to_vec(&status).unwrap()))
+            .unwrap(),
+    );
+    let error = reconcile
+        .await
+        .unwrap()
+        .expect_err("the API error is returned");
     assert_eq!(error.reason(), "Timeout");
     // The error policy backs off, longer each time.
     let first = ctx.backoff(ObjectKey::new(NS, "support"));
@@ -242,7 +283,10 @@ async fn phone_configuration_counts_bound_channels() {
     let channel = calls_channel("+12125551234");
     let pc = phone_configuration();
     let (ctx, mut handle) = context(std::slice::from_ref(&channel), std::slice::from_ref(&pc));
-    let reconcile = tokio::spawn(reconcile_phone_configuration(Arc::new(pc.clone()), ctx.clone()));
+    let reconcile = tokio::spawn(reconcile_phone_configuration(
+        Arc::new(pc.clone()),
+        ctx.clone(),
+    ));
     let (request, send) = handle.next_request().await.expect("a status patch");
     assert_eq!(
         request.uri().to_string(),

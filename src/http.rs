@@ -1,0 +1,136 @@
+//! HTTP endpoints for Prometheus and the kubelet: `/metrics`, `/healthz`
+//! (the process is alive) and `/readyz` (caches synced, or standing by for
+//! the lease).
+
+use std::{future::Future, sync::Arc};
+
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
+
+use crate::metrics::Metrics;
+
+/// What the endpoints read.
+pub struct HttpState {
+    pub metrics: Arc<Metrics>,
+    /// Whether replicas elect a leader (a standby is ready without caches).
+    pub leader_election: bool,
+}
+
+impl HttpState {
+    /// Ready when the caches hold a full list; with leader election, a
+    /// replica standing by for the lease is ready too.
+    pub fn ready(&self) -> bool {
+        let synced = self.metrics.caches_synced.get() == 1;
+        let leading = self.metrics.leader.get() == 1;
+        synced || (self.leader_election && !leading)
+    }
+}
+
+/// The routes.
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// Serves the routes until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<HttpState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
+    if state.ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get(state: &Arc<HttpState>, path: &str) -> (StatusCode, String) {
+        let response = router(state.clone())
+            .oneshot(axum::http::Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_caches_and_leadership() {
+        let state = Arc::new(HttpState {
+            metrics: Arc::new(Metrics::default()),
+            leader_election: false,
+        });
+        assert_eq!(get(&state, "/healthz").await, (StatusCode::OK, "ok".into()));
+        assert_eq!(
+            get(&state, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        state.metrics.caches_synced.set(1);
+        assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
+
+        let elected = Arc::new(HttpState {
+            metrics: Arc::new(Metrics::default()),
+            leader_election: true,
+        });
+        // Standing by: ready.
+        assert_eq!(get(&elected, "/readyz").await.0, StatusCode::OK);
+        // Leading with caches still listing: not ready.
+        elected.metrics.leader.set(1);
+        assert_eq!(
+            get(&elected, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        elected.metrics.caches_synced.set(1);
+        assert_eq!(get(&elected, "/readyz").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_in_the_exposition_format() {
+        let state = Arc::new(HttpState {
+            metrics: Arc::new(Metrics::default()),
+            leader_election: true,
+        });
+        state.metrics.leader.set(1);
+        let (status, body) = get(&state, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.lines()
+                .any(|l| l == "deploymentchannel_operator_leader 1"),
+            "{body}"
+        );
+        assert!(body.ends_with("# EOF\n"));
+    }
+}

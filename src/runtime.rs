@@ -1,0 +1,229 @@
+//! The `run` command: logging, the HTTP endpoints, leader election and
+//! graceful shutdown around the controllers.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{
+    cli::{LogFormat, RunArgs},
+    controller::{self, Settings},
+    http::{self, HttpState},
+    metrics::Metrics,
+};
+
+/// Field manager of the leader-election Lease.
+const LEASE_FIELD_MANAGER: &str = "deploymentchannel-operator-lease";
+
+/// Runs the operator until SIGTERM or SIGINT.
+pub fn main(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format, &args.log_level)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(args))
+}
+
+/// Sets up `tracing` output; a bad filter is an error naming the option.
+pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| {
+        format!("--log-level (LOG_LEVEL) {level:?} is not a valid level or filter")
+    })?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+    Ok(())
+}
+
+/// A shutdown request that any number of tasks can wait for.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// A shutdown triggered by SIGTERM or SIGINT.
+    pub fn on_signals() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM received: shutting down"),
+                _ = tokio::signal::ctrl_c() => info!("SIGINT received: shutting down"),
+            }
+            let _ = tx.send(true);
+        });
+        Ok(Self(rx))
+    }
+
+    /// A shutdown triggered by `trigger` completing.
+    pub fn on(trigger: impl Future<Output = ()> + Send + 'static) -> Self {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            trigger.await;
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    /// Completes once shutdown is requested.
+    pub fn requested(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|requested| *requested).await;
+        }
+    }
+
+    /// Whether shutdown was requested.
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = Client::try_default().await.context(
+        "cannot configure a client from the kube context (or the in-cluster service account)",
+    )?;
+    let shutdown = Shutdown::on_signals()?;
+    run_with(client, args, shutdown).await
+}
+
+/// Runs the operator with `client` until `shutdown`.
+pub async fn run_with(client: Client, args: RunArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let listener = tokio::net::TcpListener::bind(args.listen_address)
+        .await
+        .with_context(|| format!("--listen-address {}: cannot listen", args.listen_address))?;
+    info!(address = %args.listen_address, "serving /metrics, /healthz and /readyz");
+    let state = Arc::new(HttpState {
+        metrics: metrics.clone(),
+        leader_election: args.leader_election,
+    });
+    let server = tokio::spawn(http::serve(listener, state, shutdown.requested()));
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        concurrency: args.concurrency,
+        instance: Some(identity.clone()),
+    };
+    let grace = Duration::from_secs(args.shutdown_timeout_seconds);
+    let result = if args.leader_election {
+        lead(client, &args, identity, settings, metrics, &shutdown, grace).await
+    } else {
+        reconcile_until(client, settings, metrics, &shutdown, grace).await;
+        Ok(())
+    };
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "HTTP server failed"),
+        Err(e) => warn!(error = %e, "HTTP server task failed"),
+    }
+    info!("stopped");
+    result
+}
+
+/// Runs the controllers until shutdown; in-flight reconciles get `grace` to finish.
+async fn reconcile_until(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: &Shutdown,
+    grace: Duration,
+) {
+    let controllers = controller::run(client, settings, metrics.clone(), shutdown.requested());
+    let deadline = {
+        let requested = shutdown.requested();
+        async move {
+            requested.await;
+            tokio::time::sleep(grace).await;
+        }
+    };
+    tokio::select! {
+        _ = controllers => {}
+        _ = deadline => warn!(?grace, "in-flight reconciles did not finish in time: abandoning them"),
+    }
+    metrics.caches_synced.set(0);
+}
+
+/// Stands by for the Lease, reconciles while holding it, stops reconciling
+/// at once when it is lost, and releases it on shutdown.
+async fn lead(
+    client: Client,
+    args: &RunArgs,
+    identity: String,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: &Shutdown,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into());
+    let duration = args.lease_duration_seconds;
+    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(2))
+        .with_field_manager(LEASE_FIELD_MANAGER)
+        .build()
+        .await
+        .with_context(|| format!("cannot use Lease {namespace}/{}", args.lease_name))?;
+    let (mut leading, task) = manager.watch().await;
+    info!(lease = %format!("{namespace}/{}", args.lease_name), %identity, "standing by for the lease");
+    while !shutdown.is_requested() {
+        metrics.leader.set(0);
+        tokio::select! {
+            _ = shutdown.requested() => break,
+            changed = leading.wait_for(|leader| *leader) => if changed.is_err() { break },
+        }
+        metrics.leader.set(1);
+        info!(%identity, "acquired the lease: reconciling");
+        tokio::select! {
+            _ = reconcile_until(client.clone(), settings.clone(), metrics.clone(), shutdown, grace) => {}
+            lost = leading.wait_for(|leader| !*leader) => {
+                // Dropping the controllers cancels their in-flight reconciles.
+                metrics.caches_synced.set(0);
+                if lost.is_err() {
+                    break;
+                }
+                warn!(%identity, "lost the lease: stopped reconciling");
+            }
+        }
+    }
+    metrics.leader.set(0);
+    // Closing the channel makes the manager release the Lease and stop.
+    drop(leading);
+    match tokio::time::timeout(Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(_))) => info!("released the lease"),
+        Ok(Ok(Err(e))) => warn!(error = %e, "could not release the lease; it expires on its own"),
+        Ok(Err(e)) => warn!(error = %e, "lease task failed"),
+        Err(_) => warn!("releasing the lease timed out; it expires on its own"),
+    }
+    Ok(())
+}
+
+fn default_identity() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("deploymentchannel-operator-{}", std::process::id()))
+}
