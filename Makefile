@@ -28,7 +28,7 @@ crds:
 
 ## Install the CRDs into the current kube context.
 install-crds:
-	kubectl apply --server-side -f crds/
+	kubectl apply --server-side -k crds/
 
 ## Install the CRDs and run the operator against the current kube context.
 run: install-crds
@@ -40,6 +40,7 @@ e2e:
 
 ## Benchmark against a real control plane: `make bench` for every size, `make bench N=1000` for one.
 bench:
+	$(CARGO) build --release --bin $(BIN)
 	$(CARGO) run --release --features e2e --example bench -- $(N)
 
 image:

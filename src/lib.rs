@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod api_metrics;
 pub mod cli;
 pub mod controller;
 pub mod crdgen;

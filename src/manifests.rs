@@ -264,7 +264,9 @@ pub fn check(documents: &[Document], options: Options) -> Report {
         }
     }
     check_channels_together(&channels, &phones, options, &mut report);
-    report.problems.sort_by_key(|p| (p.file.clone(), p.document));
+    report
+        .problems
+        .sort_by_key(|p| (p.file.clone(), p.document));
     report
 }
 

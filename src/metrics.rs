@@ -41,6 +41,15 @@ pub struct ReadyLabels {
     pub ready: &'static str,
 }
 
+/// Labels of a request to the Kubernetes API.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    pub verb: &'static str,
+    pub resource: String,
+    /// HTTP status code, or `error` when no response came.
+    pub code: String,
+}
+
 /// Labels of a published Kubernetes Event.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
@@ -60,6 +69,7 @@ pub struct Metrics {
     pub leader: Gauge<i64, AtomicI64>,
     pub caches_synced: Gauge<i64, AtomicI64>,
     pub watch_events: Family<KindLabels, Counter<u64, AtomicU64>>,
+    pub api_requests: Family<ApiRequestLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -127,6 +137,12 @@ impl Default for Metrics {
             "Watch events received, by kind",
             watch_events.clone(),
         );
+        let api_requests = Family::default();
+        registry.register(
+            "api_requests",
+            "Requests to the Kubernetes API by verb, resource and response code",
+            api_requests.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -139,6 +155,7 @@ impl Default for Metrics {
             leader,
             caches_synced,
             watch_events,
+            api_requests,
         }
     }
 }

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
+    api_metrics::ApiMetricsLayer,
     cli::{LogFormat, RunArgs},
     controller::{self, Settings},
     http::{self, HttpState},
@@ -91,16 +92,24 @@ impl Shutdown {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = Client::try_default().await.context(
+    let config = kube::Config::infer().await.context(
         "cannot configure a client from the kube context (or the in-cluster service account)",
     )?;
     let shutdown = Shutdown::on_signals()?;
-    run_with(client, args, shutdown).await
+    run_with(config, args, shutdown).await
 }
 
-/// Runs the operator with `client` until `shutdown`.
-pub async fn run_with(client: Client, args: RunArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+/// Runs the operator against the cluster of `config` until `shutdown`.
+pub async fn run_with(
+    config: kube::Config,
+    args: RunArgs,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
+    let client = kube::client::ClientBuilder::try_from(config)
+        .context("cannot build a Kubernetes client")?
+        .with_layer(&ApiMetricsLayer(metrics.clone()))
+        .build();
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let listener = tokio::net::TcpListener::bind(args.listen_address)
         .await

@@ -30,7 +30,10 @@ fn valid_manifests_exit_0_with_no_output() {
     let out = validate(&["tests/data/manifests/valid.yaml"], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "");
-    assert_eq!(text(&out.stderr), "4 objects checked, 1 other documents skipped, 0 problems\n");
+    assert_eq!(
+        text(&out.stderr),
+        "4 objects checked, 1 other documents skipped, 0 problems\n"
+    );
 }
 
 #[test]
@@ -46,24 +49,41 @@ fn a_directory_prints_exactly_the_invalid_objects_and_exits_1() {
         "tests/data/manifests/invalid.yaml:6: PhoneConfiguration/no-capabilities: spec.capabilities: [] has less than 1 item",
     ];
     assert_eq!(text(&out.stdout).lines().collect::<Vec<_>>(), expected);
-    assert_eq!(text(&out.stderr), "10 objects checked, 1 other documents skipped, 6 problems\n");
+    assert_eq!(
+        text(&out.stderr),
+        "10 objects checked, 1 other documents skipped, 6 problems\n"
+    );
 }
 
 #[test]
 fn standard_input_is_read_with_a_dash() {
-    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/manifests/valid.yaml")).unwrap();
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/manifests/valid.yaml"
+    ))
+    .unwrap();
     let out = validate(&["-"], Some(&manifest));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = validate(&["-", "--allow-missing-references"], Some(&manifest.replace("support-line", "elsewhere")));
+    let out = validate(
+        &["-", "--allow-missing-references"],
+        Some(&manifest.replace("support-line", "elsewhere")),
+    );
     // The PhoneConfiguration itself is renamed too, so only the references change.
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
 
 #[test]
 fn unreadable_input_exits_2() {
-    let out = validate(&["tests/data/manifests", "tests/data/no-such-file.yaml"], None);
+    let out = validate(
+        &["tests/data/manifests", "tests/data/no-such-file.yaml"],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).starts_with("tests/data/no-such-file.yaml: cannot read: "), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("tests/data/no-such-file.yaml: cannot read: "),
+        "{}",
+        text(&out.stderr)
+    );
     let out = validate(&["-"], Some("kind: [DeploymentChannel\n"));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).starts_with("-: cannot parse YAML"));
@@ -71,11 +91,28 @@ fn unreadable_input_exits_2() {
 
 #[test]
 fn json_output_for_machines() {
-    let out = validate(&["--output", "json", "tests/data/manifests/invalid.yaml"], None);
+    let out = validate(
+        &["--output", "json", "tests/data/manifests/invalid.yaml"],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], false);
     assert_eq!(report["checked"], 6);
-    let names: Vec<&str> = report["problems"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["web-with-phone", "unassigned-number", "missing-phone", "mobile-mismatch", "no-capabilities"]);
+    let names: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "web-with-phone",
+            "unassigned-number",
+            "missing-phone",
+            "mobile-mismatch",
+            "no-capabilities"
+        ]
+    );
 }

@@ -1,19 +1,26 @@
 //! A client layer that counts the API requests an operator makes, by verb
-//! and resource, so tests and the benchmark can assert on writes.
+//! and resource, so tests and the benchmark can assert on writes, and the
+//! requests the API server refused with 403 Forbidden.
 
 #![allow(dead_code)]
 
 use std::{
     collections::BTreeMap,
+    future::Future,
+    pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
 use tower::{Layer, Service};
 
-/// Requests seen, by (verb, resource), e.g. ("patch", "deploymentchannels/status").
+/// Requests seen, by (verb, resource), e.g. ("patch", "deploymentchannels/status"),
+/// and those of them answered 403 Forbidden.
 #[derive(Clone, Default)]
-pub struct RequestCounts(Arc<Mutex<BTreeMap<(String, String), u64>>>);
+pub struct RequestCounts(
+    Arc<Mutex<BTreeMap<(String, String), u64>>>,
+    Arc<Mutex<BTreeMap<(String, String), u64>>>,
+);
 
 impl RequestCounts {
     pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
@@ -42,7 +49,21 @@ impl RequestCounts {
             .sum()
     }
 
-    fn record<B>(&self, request: &http::Request<B>) {
+    /// Requests answered 403 Forbidden.
+    pub fn forbidden(&self) -> u64 {
+        self.1.lock().unwrap().values().sum()
+    }
+
+    /// Requests answered 403 Forbidden, by (verb, resource).
+    pub fn forbidden_snapshot(&self) -> BTreeMap<(String, String), u64> {
+        self.1.lock().unwrap().clone()
+    }
+
+    fn record_forbidden(&self, key: (String, String)) {
+        *self.1.lock().unwrap().entry(key).or_default() += 1;
+    }
+
+    fn record<B>(&self, request: &http::Request<B>) -> (String, String) {
         let uri = request.uri();
         let query = uri.query().unwrap_or_default();
         let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
@@ -68,12 +89,9 @@ impl RequestCounts {
             "DELETE" => "delete",
             other => other,
         };
-        *self
-            .0
-            .lock()
-            .unwrap()
-            .entry((verb.to_string(), resource))
-            .or_default() += 1;
+        let key = (verb.to_string(), resource);
+        *self.0.lock().unwrap().entry(key.clone()).or_default() += 1;
+        key
     }
 }
 
@@ -94,20 +112,31 @@ pub struct Counting<S> {
     counts: RequestCounts,
 }
 
-impl<S, B> Service<http::Request<B>> for Counting<S>
+impl<S, B, R> Service<http::Request<B>> for Counting<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        self.counts.record(&request);
-        self.inner.call(request)
+        let key = self.counts.record(&request);
+        let counts = self.counts.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            if let Ok(response) = &response
+                && response.status() == http::StatusCode::FORBIDDEN
+            {
+                counts.record_forbidden(key);
+            }
+            response
+        })
     }
 }

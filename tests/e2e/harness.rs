@@ -103,6 +103,8 @@ impl TestEnv {
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .map_err(|e| e.to_string())?
             .flatten()
+            // crds/kustomization.yaml lists the CRDs for `kubectl apply -k`; it is not one.
+            .filter(|f| f.file_name() != "kustomization.yaml")
             .collect();
         files.sort_by_key(|f| f.path());
         for file in files {

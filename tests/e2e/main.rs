@@ -5,8 +5,11 @@
 mod admission;
 mod counting;
 mod harness;
+mod install;
 mod reconcile;
+mod runtime;
 mod support;
+mod validate;
 
 use std::sync::Arc;
 
@@ -39,10 +42,16 @@ fn main() {
     }
     println!("e2e: API server 1.{}", env.server_minor);
     let env = Arc::new(env);
-    let scenarios: Vec<Scenario> = admission::scenarios()
-        .into_iter()
-        .chain(reconcile::scenarios())
-        .collect();
+    let scenarios: Vec<Scenario> = [
+        admission::scenarios(),
+        reconcile::scenarios(),
+        runtime::scenarios(),
+        validate::scenarios(),
+        install::scenarios(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let trials = scenarios
         .into_iter()
         .map(|scenario| {

@@ -280,3 +280,37 @@ pub fn condition<'a>(
         .iter()
         .find(|c| c.type_ == type_)
 }
+
+impl Operator {
+    /// As [`Operator::start`], with a client built from `config`, for example
+    /// one that impersonates the operator's ServiceAccount. `requests` also
+    /// counts the requests the API server answered 403 Forbidden.
+    pub async fn start_with_config(ctx: &Ctx, config: kube::Config) -> Self {
+        use deploymentchannel_operator::controller::{self, Settings};
+        let requests = crate::counting::RequestCounts::default();
+        let client = kube::client::ClientBuilder::try_from(config)
+            .expect("client")
+            .with_layer(&requests)
+            .build();
+        let metrics = Arc::new(deploymentchannel_operator::metrics::Metrics::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let settings = Settings {
+            namespace: Some(ctx.ns.clone()),
+            ..Settings::default()
+        };
+        let task = tokio::spawn(controller::run(
+            client,
+            settings,
+            metrics.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            stop: Some(stop),
+            task,
+            requests,
+            metrics,
+        }
+    }
+}

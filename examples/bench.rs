@@ -1,0 +1,569 @@
+//! Benchmark: how fast the operator converges, how many requests it makes
+//! and how much memory it holds, for N channels, against the cost floor of
+//! the API server itself.
+//!
+//! `cargo run --release --features e2e --example bench -- [N...]` (default
+//! 100 1000 10000), with a control plane found as the e2e suite finds one
+//! (`KUBEBUILDER_ASSETS` or `USE_EXISTING_CLUSTER=true`). Each size gets a
+//! fresh control plane when one is started here. `BENCH_IDLE_SECONDS`
+//! (default 60) sets how long the converged operator is watched for writes.
+//!
+//! Workload for N: N/10 PhoneConfigurations, N/2 CALLS and SMS channels
+//! spread over them, the rest WEB and MOBILE. A PhoneConfiguration holds one
+//! number, so of the five phone channels per PhoneConfiguration one CALLS and
+//! one SMS channel hold the number and the others report IdentifierConflict;
+//! 2% of the WEB and MOBILE channels are invalid (layer-3 validation).
+//!
+//! Floor: the same objects created by a plain client at the same
+//! concurrency, each channel's status then written once by that client,
+//! observed the same way (a watch until every channel has its status).
+
+#[path = "../tests/e2e/harness.rs"]
+mod harness;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use deploymentchannel_operator::api::{DeploymentChannel, PhoneConfiguration};
+use futures::{StreamExt, TryStreamExt, stream};
+use harness::{SKIP_REASON, TestEnv};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use serde_json::{Value, json};
+
+/// Requests in flight at once, for the bench client and the operator alike.
+const CONCURRENCY: usize = 16;
+
+/// What one channel should end up as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expected {
+    Ready,
+    Conflict,
+    Invalid,
+}
+
+impl Expected {
+    fn matches(self, ready: &str, reason: &str) -> bool {
+        match self {
+            Expected::Ready => ready == "True",
+            Expected::Conflict => reason == "IdentifierConflict",
+            Expected::Invalid => reason == "InvalidSpec",
+        }
+    }
+}
+
+struct Workload {
+    phones: Vec<Value>,
+    /// Created first: PhoneConfigurations' holders, WEB, MOBILE, invalid ones.
+    channels: Vec<(Value, Expected)>,
+    /// Created after the first wave, so that they lose their claims.
+    losers: Vec<(Value, Expected)>,
+}
+
+fn channel(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "DeploymentChannel", "metadata": {"name": name}, "spec": spec})
+}
+
+fn workload(n: usize) -> Workload {
+    let phone_count = (n / 10).max(1);
+    let mut phones = Vec::new();
+    for p in 0..phone_count {
+        // +1 212 exchange 200-999, line 0000-9999: valid NANP numbers.
+        let number = format!("+1212{}{:04}", 200 + p / 10_000, p % 10_000);
+        phones.push(json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "PhoneConfiguration",
+            "metadata": {"name": format!("pc-{p:05}")},
+            "spec": {"phoneNumber": number, "provider": "bench", "capabilities": ["VOICE", "SMS"]}}));
+    }
+    let mut channels = Vec::new();
+    let mut losers = Vec::new();
+    for i in 0..n / 2 {
+        let p = i % phone_count;
+        let round = i / phone_count;
+        let ty = if round.is_multiple_of(2) { "CALLS" } else { "SMS" };
+        let number = phones[p]["spec"]["phoneNumber"].clone();
+        let object = channel(
+            &format!("pc-{p:05}-{}-{round}", ty.to_lowercase()),
+            json!({"deploymentType": ty, "channelIdentifier": number, "configuration": {"phoneConfigurationId": format!("pc-{p:05}")}}),
+        );
+        if round < 2 {
+            channels.push((object, Expected::Ready));
+        } else {
+            losers.push((object, Expected::Conflict));
+        }
+    }
+    for i in 0..n - n / 2 {
+        let invalid = i % 50 == 49;
+        let (name, spec) = if i.is_multiple_of(2) {
+            // '<' passes the admission pattern but is no valid host for the URL parser.
+            let host = if invalid {
+                format!("bad<host-{i}.example.com")
+            } else {
+                format!("site-{i}.example.com")
+            };
+            (
+                format!("web-{i:05}"),
+                json!({"deploymentType": "WEB", "channelIdentifier": format!("https://{host}"), "configuration": {}}),
+            )
+        } else {
+            // An Android package segment may not start with a digit: admission accepts it, the controller does not.
+            let app = if invalid {
+                format!("com.example.{i}app")
+            } else {
+                format!("com.example.app{i}")
+            };
+            (
+                format!("app-{i:05}"),
+                json!({"deploymentType": "MOBILE", "channelIdentifier": app,
+                "configuration": {"packageName": app, "platform": "ANDROID"}}),
+            )
+        };
+        channels.push((
+            channel(&name, spec),
+            if invalid {
+                Expected::Invalid
+            } else {
+                Expected::Ready
+            },
+        ));
+    }
+    Workload {
+        phones,
+        channels,
+        losers,
+    }
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![100, 1000, 10_000]
+    } else {
+        sizes
+    };
+    let idle = Duration::from_secs(
+        std::env::var("BENCH_IDLE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    let mut results = Vec::new();
+    for n in sizes {
+        let env = match TestEnv::start() {
+            Ok(Some(env)) => env,
+            Ok(None) => {
+                println!("{}", SKIP_REASON.replace("e2e tests", "benchmark"));
+                return;
+            }
+            Err(e) => {
+                eprintln!("bench: cannot start the control plane: {e}");
+                std::process::exit(1);
+            }
+        };
+        if let Err(e) = env.block_on(env.install_crds()) {
+            eprintln!("bench: {e}");
+            std::process::exit(1);
+        }
+        eprintln!("bench: N={n} on API server 1.{}", env.server_minor);
+        match env.block_on(measure(&env, n, idle)) {
+            Ok(result) => results.push(result),
+            Err(e) => {
+                eprintln!("bench: N={n}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    print_table(&results);
+}
+
+struct Measured {
+    n: usize,
+    floor: Duration,
+    converged: Duration,
+    status_writes: f64,
+    requests: BTreeMap<String, f64>,
+    idle_writes: f64,
+    restart_writes: f64,
+    peak_rss_mib: f64,
+}
+
+async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, String> {
+    let client = env.client().await;
+    let work = workload(n);
+    let channel_count = work.channels.len() + work.losers.len();
+
+    // The floor: a plain client creates everything and writes each channel's status once.
+    let floor_ns = namespace(&client, &format!("floor-{n}")).await?;
+    let started = Instant::now();
+    let seen = converged(&client, &floor_ns, &work, |_, current, ready| {
+        current && ready.is_some()
+    });
+    let (create, seen) = futures::join!(create_all(&client, &floor_ns, &work, true), seen);
+    create?;
+    let floor = seen?.duration_since(started);
+    eprintln!("bench: N={n}: floor {floor:?}");
+
+    // The operator, as its own process, watching its own namespace.
+    let ns = namespace(&client, &format!("bench-{n}")).await?;
+    let mut operator = Operator::start(env, &ns)?;
+    operator.wait_ready().await?;
+    let started = Instant::now();
+    let expected: HashMap<String, Expected> = work
+        .channels
+        .iter()
+        .chain(&work.losers)
+        .map(|(c, e)| (c["metadata"]["name"].as_str().unwrap().to_string(), *e))
+        .collect();
+    let seen = converged(&client, &ns, &work, |name, current, ready| {
+        current
+            && ready.is_some_and(|(status, reason)| {
+                expected
+                    .get(name)
+                    .is_some_and(|e| e.matches(status, reason))
+            })
+    });
+    let (create, seen) = futures::join!(create_all(&client, &ns, &work, false), seen);
+    create?;
+    let converged_at = seen?.duration_since(started);
+    eprintln!("bench: N={n}: operator converged in {converged_at:?}");
+    // Let the operator see its own last writes come back.
+    let objects = (channel_count + work.phones.len()) as f64;
+    operator
+        .wait_metric("reconciles_total", "result=\"unchanged\"", objects)
+        .await?;
+    let status_writes = operator.metric("status_writes_total", "").await;
+    let requests = operator.requests_by_verb().await;
+
+    let before = operator.writes().await;
+    tokio::time::sleep(idle).await;
+    let idle_writes = operator.writes().await - before;
+    let peak_rss_mib = operator.peak_rss_mib();
+
+    operator.stop()?;
+    let mut restarted = Operator::start(env, &ns)?;
+    restarted.wait_ready().await?;
+    restarted
+        .wait_metric("reconciles_total", "result=\"unchanged\"", objects)
+        .await?;
+    let restart_writes = restarted.writes().await;
+    restarted.stop()?;
+    Ok(Measured {
+        n,
+        floor,
+        converged: converged_at,
+        status_writes: status_writes / channel_count as f64,
+        requests,
+        idle_writes,
+        restart_writes,
+        peak_rss_mib,
+    })
+}
+
+async fn namespace(client: &Client, name: &str) -> Result<String, String> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .map_err(|e| format!("namespace {name}: {e}"))?;
+    Ok(name.to_string())
+}
+
+/// Creates the PhoneConfigurations and channels (losers last) at the bench
+/// concurrency; with `write_status`, also writes each channel's status, as
+/// the floor's stand-in for the operator.
+async fn create_all(
+    client: &Client,
+    ns: &str,
+    work: &Workload,
+    write_status: bool,
+) -> Result<(), String> {
+    let phones: Api<PhoneConfiguration> = Api::namespaced(client.clone(), ns);
+    let channels: Api<DeploymentChannel> = Api::namespaced(client.clone(), ns);
+    let params = PatchParams::apply("bench").force();
+    stream::iter(work.phones.iter().map(Ok))
+        .try_for_each_concurrent(CONCURRENCY, |pc| {
+            let phones = phones.clone();
+            let params = params.clone();
+            async move {
+                let name = pc["metadata"]["name"].as_str().unwrap();
+                phones
+                    .patch(name, &params, &Patch::Apply(pc))
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("{name}: {e}"))
+            }
+        })
+        .await?;
+    for wave in [&work.channels, &work.losers] {
+        stream::iter(wave.iter().map(Ok))
+            .try_for_each_concurrent(CONCURRENCY, |(object, _)| {
+                let channels = channels.clone();
+                let params = params.clone();
+                async move {
+                    let name = object["metadata"]["name"].as_str().unwrap();
+                    let created = channels.patch(name, &params, &Patch::Apply(object)).await.map_err(|e| format!("{name}: {e}"))?;
+                    if write_status {
+                        let status = json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "DeploymentChannel", "status": {
+                            "observedGeneration": created.metadata.generation,
+                            "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "floor",
+                                            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": created.metadata.generation}]}});
+                        channels
+                            .patch_status(name, &PatchParams::apply("bench-floor").force(), &Patch::Apply(&status))
+                            .await
+                            .map_err(|e| format!("{name} status: {e}"))?;
+                    }
+                    Ok::<(), String>(())
+                }
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Watches the namespace until every channel of the workload satisfies
+/// `done(name, at current generation, Some((ready status, reason)))`; returns when.
+async fn converged(
+    client: &Client,
+    ns: &str,
+    work: &Workload,
+    done: impl Fn(&str, bool, Option<(&str, &str)>) -> bool,
+) -> Result<Instant, String> {
+    let total = work.channels.len() + work.losers.len();
+    let api: Api<DeploymentChannel> = Api::namespaced(client.clone(), ns);
+    let mut finished: HashMap<String, bool> = HashMap::new();
+    let mut count = 0;
+    let mut events = std::pin::pin!(
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+    );
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while let Some(event) = tokio::time::timeout_at(deadline.into(), events.next())
+        .await
+        .map_err(|_| "not converged in 30 minutes".to_string())?
+    {
+        let Ok(channel) = event else { continue };
+        let name = channel.metadata.name.clone().unwrap_or_default();
+        let status = channel.status.as_ref();
+        let current = status.is_some_and(|s| s.observed_generation == channel.metadata.generation);
+        let ready = status
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| (c.status.as_str(), c.reason.as_str()));
+        let now_done = done(&name, current, ready);
+        let was_done = finished.insert(name, now_done).unwrap_or(false);
+        match (was_done, now_done) {
+            (false, true) => count += 1,
+            (true, false) => count -= 1,
+            _ => {}
+        }
+        if count == total {
+            return Ok(Instant::now());
+        }
+    }
+    Err("the watch ended".into())
+}
+
+/// The operator binary, run as its own process so its memory is its own.
+struct Operator {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Operator {
+    fn start(env: &TestEnv, ns: &str) -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| Some(p.parent()?.parent()?.join("deploymentchannel-operator")))
+            .filter(|p| p.exists())
+            .ok_or(
+                "build the operator first: cargo build --release --bin deploymentchannel-operator",
+            )?;
+        let child = Command::new(binary)
+            .args([
+                "run",
+                "--namespace",
+                ns,
+                "--listen-address",
+                &address.to_string(),
+                "--log-level",
+                "warn",
+            ])
+            .args(["--concurrency", &CONCURRENCY.to_string()])
+            .env("KUBECONFIG", &env.kubeconfig)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the operator: {e}"))?;
+        Ok(Self { child, address })
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.address).await.ok()?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let code = response.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, response.split_once("\r\n\r\n")?.1.to_string()))
+    }
+
+    async fn wait_ready(&self) -> Result<(), String> {
+        for _ in 0..600 {
+            if self
+                .get("/readyz")
+                .await
+                .is_some_and(|(code, _)| code == 200)
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err("the operator did not become ready in 60s".into())
+    }
+
+    async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let name = format!("deploymentchannel_operator_{name}");
+        let (_, body) = self.get("/metrics").await.unwrap_or_default();
+        body.lines()
+            .filter(|l| {
+                l.starts_with(&name)
+                    && l[name.len()..].starts_with(['{', ' '])
+                    && l.contains(labels)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    async fn wait_metric(&self, name: &str, labels: &str, at_least: f64) -> Result<(), String> {
+        for _ in 0..1200 {
+            if self.metric(name, labels).await >= at_least {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "{name}{{{labels}}} did not reach {at_least} in 120s"
+        ))
+    }
+
+    /// Requests by verb (writes by verb and resource).
+    async fn requests_by_verb(&self) -> BTreeMap<String, f64> {
+        let (_, body) = self.get("/metrics").await.unwrap_or_default();
+        let mut by_verb = BTreeMap::new();
+        for line in body
+            .lines()
+            .filter(|l| l.starts_with("deploymentchannel_operator_api_requests_total{"))
+        {
+            let verb = line
+                .split("verb=\"")
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .unwrap_or("?");
+            let value: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            *by_verb.entry(verb.to_string()).or_default() += value;
+        }
+        by_verb
+    }
+
+    /// Every request that changes something.
+    async fn writes(&self) -> f64 {
+        self.requests_by_verb()
+            .await
+            .iter()
+            .filter(|(verb, _)| {
+                matches!(
+                    verb.as_str(),
+                    "create" | "update" | "patch" | "delete" | "deletecollection"
+                )
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    fn stop(&mut self) -> Result<(), String> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .map_err(|e| e.to_string())?;
+        let status = self.child.wait().map_err(|e| e.to_string())?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("the operator exited with {status}"))
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn print_table(results: &[Measured]) {
+    println!();
+    println!(
+        "| N | floor (s) | operator (s) | operator/floor | status writes/channel | requests by verb | idle writes | restart writes | peak RSS (MiB) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    for r in results {
+        let verbs: Vec<String> = r.requests.iter().map(|(v, n)| format!("{v} {n}")).collect();
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.3} | {} | {} | {} | {:.1} |",
+            r.n,
+            r.floor.as_secs_f64(),
+            r.converged.as_secs_f64(),
+            r.converged.as_secs_f64() / r.floor.as_secs_f64(),
+            r.status_writes,
+            verbs.join(", "),
+            r.idle_writes,
+            r.restart_writes,
+            r.peak_rss_mib
+        );
+    }
+    println!();
+    for r in results {
+        println!(
+            "summary n={} convergence_ratio={:.3} status_writes_per_channel={:.3} idle_writes={} restart_writes={} peak_rss_mib={:.1}",
+            r.n,
+            r.converged.as_secs_f64() / r.floor.as_secs_f64(),
+            r.status_writes,
+            r.idle_writes,
+            r.restart_writes,
+            r.peak_rss_mib
+        );
+    }
+}

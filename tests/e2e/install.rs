@@ -1,0 +1,592 @@
+//! The install manifests: `kubectl apply -k deploy/` creates everything,
+//! the operator's RBAC allows exactly what it does, and the operator running
+//! as its ServiceAccount converges the samples in `deploy/samples/`.
+
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use deploymentchannel_operator::api::DeploymentChannel;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Secret, Service},
+};
+use kube::{
+    Api, Client,
+    api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams},
+    discovery,
+};
+use serde_json::Value;
+
+use crate::{
+    scenarios,
+    support::{Ctx, Operator, Scenario},
+};
+
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios![
+        kubectl_apply_k_installs_everything,
+        rbac_allows_exactly_what_the_operator_needs,
+        operator_as_its_service_account_converges_the_samples,
+    ]
+}
+
+/// The kustomization that installs the operator.
+const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
+/// One channel of each type and the PhoneConfiguration they need.
+const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/samples");
+/// Where the operator runs.
+const NAMESPACE: &str = "deploymentchannel-system";
+/// The operator's name: its ServiceAccount, Deployment and ClusterRole.
+const NAME: &str = "deploymentchannel-operator";
+/// The user the operator's pods authenticate as.
+const SERVICE_ACCOUNT_USER: &str =
+    "system:serviceaccount:deploymentchannel-system:deploymentchannel-operator";
+
+/// What `deploy/` renders to: (kind, namespace, name).
+fn expected_objects() -> BTreeSet<(String, String, String)> {
+    [
+        ("Namespace", "", NAMESPACE),
+        (
+            "CustomResourceDefinition",
+            "",
+            "deploymentchannels.interactions.dev",
+        ),
+        (
+            "CustomResourceDefinition",
+            "",
+            "phoneconfigurations.interactions.dev",
+        ),
+        ("ServiceAccount", NAMESPACE, NAME),
+        ("ClusterRole", "", NAME),
+        ("ClusterRoleBinding", "", NAME),
+        (
+            "Role",
+            NAMESPACE,
+            "deploymentchannel-operator-leader-election",
+        ),
+        (
+            "RoleBinding",
+            NAMESPACE,
+            "deploymentchannel-operator-leader-election",
+        ),
+        ("Deployment", NAMESPACE, NAME),
+        ("Service", NAMESPACE, "deploymentchannel-operator-metrics"),
+    ]
+    .into_iter()
+    .map(|(k, ns, n)| (k.to_string(), ns.to_string(), n.to_string()))
+    .collect()
+}
+
+fn identity(object: &Value) -> (String, String, String) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    (
+        text(&object["kind"]),
+        text(&object["metadata"]["namespace"]),
+        text(&object["metadata"]["name"]),
+    )
+}
+
+fn parse_documents(text: &str, source: &str) -> Vec<Value> {
+    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(text)
+        .unwrap_or_else(|e| panic!("{source} is not valid YAML: {e}"))
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `kubectl kustomize DIR`, parsed; `None` without kubectl.
+fn kustomize(ctx: &Ctx, dir: &str) -> Option<Vec<Value>> {
+    let out = ctx.env.kubectl(&["kustomize", dir], None)?;
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir} failed: {}",
+        stderr(&out)
+    );
+    Some(parse_documents(&stdout(&out), dir))
+}
+
+/// `kubectl apply -k deploy/`: its output, or `None` without kubectl.
+/// Scenarios run in parallel and all of them may install, so installs take
+/// turns (two concurrent first applies would both try to create); a failed
+/// apply is retried, since apply is idempotent.
+fn kubectl_apply_deploy(ctx: &Ctx) -> Option<String> {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    ctx.env.kubectl.as_ref()?;
+    let _turn = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        let out = ctx.env.kubectl(&["apply", "-k", DEPLOY], None)?;
+        if out.status.success() {
+            return Some(stdout(&out));
+        }
+        failures.push(stderr(&out));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!(
+        "kubectl apply -k {DEPLOY} failed 3 times:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Installs `deploy/`: with kubectl as users do, else its plain manifests
+/// (the CRDs are already installed) by server-side apply.
+async fn install(ctx: &Ctx) {
+    if kubectl_apply_deploy(ctx).is_some() {
+        return;
+    }
+    let kustomization = std::fs::read_to_string(Path::new(DEPLOY).join("kustomization.yaml"))
+        .expect("deploy/kustomization.yaml");
+    let kustomization = parse_documents(&kustomization, "deploy/kustomization.yaml");
+    let resources = kustomization[0]["resources"]
+        .as_array()
+        .expect("deploy/kustomization.yaml lists resources");
+    for file in resources.iter().filter_map(Value::as_str) {
+        let path = Path::new(DEPLOY).join(file);
+        if path.is_dir() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable manifest");
+        for object in parse_documents(&text, file) {
+            server_side_apply(&ctx.client, &object).await;
+        }
+    }
+}
+
+async fn server_side_apply(client: &Client, object: &Value) {
+    let (kind, namespace, name) = identity(object);
+    let api_version = object["apiVersion"].as_str().expect("apiVersion");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, &kind);
+    let (resource, capabilities) = discovery::pinned_kind(client, &gvk)
+        .await
+        .unwrap_or_else(|e| panic!("the API server does not serve {api_version} {kind}: {e}"));
+    let api: Api<DynamicObject> = match capabilities.scope {
+        discovery::Scope::Namespaced => Api::namespaced_with(client.clone(), &namespace, &resource),
+        discovery::Scope::Cluster => Api::all_with(client.clone(), &resource),
+    };
+    api.patch(
+        &name,
+        &PatchParams::apply("e2e-install").force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {kind} {name} was refused: {e}"));
+}
+
+async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
+    if ctx.env.kubectl.is_none() {
+        println!("skipped: no kubectl");
+        return;
+    }
+    // What deploy/ renders to: every object, each with the common labels.
+    let rendered = kustomize(&ctx, DEPLOY).expect("kubectl");
+    let objects: BTreeSet<_> = rendered.iter().map(identity).collect();
+    assert_eq!(objects.len(), rendered.len(), "an object is rendered twice");
+    assert_eq!(objects, expected_objects());
+    for object in &rendered {
+        for label in ["app.kubernetes.io/name", "app.kubernetes.io/part-of"] {
+            assert_eq!(
+                object["metadata"]["labels"][label],
+                NAME,
+                "{:?} has no label {label}",
+                identity(object)
+            );
+        }
+    }
+    // Least privilege: no wildcard and no Secrets anywhere.
+    for object in rendered
+        .iter()
+        .filter(|o| matches!(o["kind"].as_str(), Some("ClusterRole" | "Role")))
+    {
+        for rule in object["rules"].as_array().expect("rules") {
+            for field in ["apiGroups", "resources", "verbs"] {
+                let values: Vec<&str> = rule[field]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("a rule without {field}"))
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                assert!(
+                    !values.contains(&"*") && !values.contains(&"secrets"),
+                    "{:?} grants {field} {values:?}",
+                    identity(object)
+                );
+            }
+        }
+    }
+
+    // The samples render too: one channel of each type, no namespace.
+    let samples = kustomize(&ctx, SAMPLES).expect("kubectl");
+    let types: BTreeSet<&str> = samples
+        .iter()
+        .filter(|o| o["kind"] == "DeploymentChannel")
+        .filter_map(|o| o["spec"]["deploymentType"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        BTreeSet::from(["CALLS", "MOBILE", "SMS", "WEB"]),
+        "the samples hold one channel of each type"
+    );
+    assert!(
+        samples.iter().all(|o| o["metadata"]["namespace"].is_null()),
+        "the samples name no namespace"
+    );
+
+    // Install: every object is created (or already there from another scenario).
+    let output = kubectl_apply_deploy(&ctx).expect("kubectl");
+    let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        objects.len(),
+        "kubectl apply -k said:\n{output}"
+    );
+    for (kind, _, name) in &objects {
+        // e.g. "deployment.apps/deploymentchannel-operator created"
+        let resource = kind.to_lowercase();
+        assert!(
+            lines.iter().any(|l| {
+                let Some((object, action)) = l.split_once(' ') else {
+                    return false;
+                };
+                let Some((type_, object_name)) = object.split_once('/') else {
+                    return false;
+                };
+                type_.split('.').next() == Some(resource.as_str())
+                    && object_name == name
+                    && matches!(action.trim(), "created" | "configured" | "unchanged")
+            }),
+            "kubectl apply -k does not report {kind} {name}:\n{output}"
+        );
+    }
+    for (kind, namespace, name) in &objects {
+        let target = format!("{kind}/{name}");
+        let mut args = vec!["get", target.as_str(), "-o", "name"];
+        if !namespace.is_empty() {
+            args.extend(["-n", namespace.as_str()]);
+        }
+        let out = ctx.env.kubectl(&args, None).expect("kubectl");
+        assert!(
+            out.status.success(),
+            "{kind} {name} was not created: {}",
+            stderr(&out)
+        );
+    }
+    // Applying again changes nothing.
+    let again = kubectl_apply_deploy(&ctx).expect("kubectl");
+    assert!(
+        again
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| l.ends_with(" unchanged")),
+        "a second kubectl apply -k changed something:\n{again}"
+    );
+
+    // The API server stored the Deployment and Service as written.
+    let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), NAMESPACE)
+        .get(NAME)
+        .await
+        .expect("the Deployment");
+    let spec = deployment.spec;
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.expect("pod spec");
+    assert_eq!(pod.service_account_name.as_deref(), Some(NAME));
+    assert_eq!(pod.automount_service_account_token, Some(true));
+    assert_eq!(pod.termination_grace_period_seconds, Some(30));
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.args.as_deref(),
+        Some(&["run".to_string(), "--leader-election".to_string()][..])
+    );
+    let env: BTreeSet<&str> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    for name in ["POD_NAME", "POD_NAMESPACE", "LEASE_NAMESPACE", "LOG_FORMAT"] {
+        assert!(env.contains(name), "the container has no {name}: {env:?}");
+    }
+    let security = container
+        .security_context
+        .as_ref()
+        .expect("securityContext");
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        security.capabilities.as_ref().and_then(|c| c.drop.clone()),
+        Some(vec!["ALL".to_string()])
+    );
+    for (probe, path) in [
+        (&container.liveness_probe, "/healthz"),
+        (&container.readiness_probe, "/readyz"),
+    ] {
+        let get = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .unwrap_or_else(|| panic!("no HTTP probe on {path}"));
+        assert_eq!(get.path.as_deref(), Some(path));
+    }
+    let service = Api::<Service>::namespaced(ctx.client.clone(), NAMESPACE)
+        .get("deploymentchannel-operator-metrics")
+        .await
+        .expect("the metrics Service");
+    let selector = service.spec.and_then(|s| s.selector).unwrap_or_default();
+    let pod_labels = spec
+        .template
+        .metadata
+        .and_then(|m| m.labels)
+        .unwrap_or_default();
+    assert!(
+        !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "the Service selects {selector:?}, the pods are labelled {pod_labels:?}"
+    );
+}
+
+/// `kubectl auth can-i` as the operator's ServiceAccount: true for yes,
+/// false for no.
+fn can_i(ctx: &Ctx, args: &[&str]) -> bool {
+    let as_user = format!("--as={SERVICE_ACCOUNT_USER}");
+    let mut all = vec!["auth", "can-i"];
+    all.extend_from_slice(args);
+    all.push(&as_user);
+    let out = ctx.env.kubectl(&all, None).expect("kubectl");
+    match out.status.code() {
+        Some(0) => true,
+        Some(1) => false,
+        _ => panic!(
+            "kubectl {} failed: {}{}",
+            all.join(" "),
+            stdout(&out),
+            stderr(&out)
+        ),
+    }
+}
+
+async fn rbac_allows_exactly_what_the_operator_needs(ctx: Ctx) {
+    if ctx.env.kubectl.is_none() {
+        println!("skipped: no kubectl");
+        return;
+    }
+    install(&ctx).await;
+    let ns = ctx.ns.as_str();
+    let all = "--all-namespaces";
+    let channels = "deploymentchannels.interactions.dev";
+    let phones = "phoneconfigurations.interactions.dev";
+    let status = "--subresource=status";
+    let allowed: Vec<Vec<&str>> = vec![
+        vec!["get", channels, all],
+        vec!["list", channels, all],
+        vec!["watch", channels, all],
+        vec!["get", phones, all],
+        vec!["list", phones, all],
+        vec!["watch", phones, all],
+        vec!["patch", channels, status, all],
+        vec!["update", channels, status, "-n", ns],
+        vec!["patch", phones, status, all],
+        vec!["update", phones, status, "-n", ns],
+        vec!["create", "events.events.k8s.io", "-n", ns],
+        vec!["patch", "events.events.k8s.io", "-n", ns],
+        vec!["get", "leases.coordination.k8s.io", "-n", NAMESPACE],
+        vec!["create", "leases.coordination.k8s.io", "-n", NAMESPACE],
+        vec!["update", "leases.coordination.k8s.io", "-n", NAMESPACE],
+        vec!["patch", "leases.coordination.k8s.io", "-n", NAMESPACE],
+    ];
+    let denied: Vec<Vec<&str>> = vec![
+        vec!["get", "secrets", "-n", NAMESPACE],
+        vec!["get", "secrets", "-n", ns],
+        vec!["list", "secrets", all],
+        vec!["watch", "secrets", all],
+        vec!["patch", channels, "-n", ns],
+        vec!["update", channels, "-n", ns],
+        vec!["create", channels, "-n", ns],
+        vec!["delete", channels, "-n", ns],
+        vec!["deletecollection", channels, "-n", ns],
+        vec!["patch", phones, "-n", ns],
+        vec!["update", phones, "-n", ns],
+        vec!["create", phones, "-n", ns],
+        vec!["delete", phones, "-n", ns],
+        vec!["delete", "events.events.k8s.io", "-n", ns],
+        vec!["list", "events.events.k8s.io", all],
+        vec!["update", "leases.coordination.k8s.io", "-n", "default"],
+        vec!["get", "leases.coordination.k8s.io", "-n", ns],
+        vec!["delete", "leases.coordination.k8s.io", "-n", NAMESPACE],
+        vec!["list", "leases.coordination.k8s.io", "-n", NAMESPACE],
+        vec!["list", "pods", all],
+        vec!["get", "configmaps", "-n", NAMESPACE],
+        vec!["update", "customresourcedefinitions.apiextensions.k8s.io"],
+        vec!["*", "*", all],
+    ];
+    // RBAC takes effect shortly after the apply: wait for the first grant.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !can_i(&ctx, &allowed[0]) {
+        assert!(
+            Instant::now() < deadline,
+            "the operator's ClusterRole never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut wrong = Vec::new();
+    for (checks, expected) in [(&allowed, true), (&denied, false)] {
+        for check in checks {
+            let mut answer = can_i(&ctx, check);
+            // Grants may still be arriving; a denial never turns into a grant.
+            while expected && !answer && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                answer = can_i(&ctx, check);
+            }
+            if answer != expected {
+                wrong.push(format!(
+                    "can-i {}: {} (expected {})",
+                    check.join(" "),
+                    if answer { "yes" } else { "no" },
+                    if expected { "yes" } else { "no" }
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the operator's RBAC is not what it needs:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// The sample manifests, in the order their kustomization lists them.
+fn samples() -> Vec<Value> {
+    let dir = Path::new(SAMPLES);
+    let kustomization =
+        std::fs::read_to_string(dir.join("kustomization.yaml")).expect("samples kustomization");
+    let kustomization = parse_documents(&kustomization, "deploy/samples/kustomization.yaml");
+    let listed: Vec<String> = kustomization[0]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r.as_str().map(str::to_string))
+        .collect();
+    let mut present: Vec<String> = std::fs::read_dir(dir)
+        .expect("deploy/samples")
+        .flatten()
+        .filter_map(|f| f.file_name().into_string().ok())
+        .filter(|f| f.ends_with(".yaml") && f != "kustomization.yaml")
+        .collect();
+    present.sort();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted, present,
+        "deploy/samples/kustomization.yaml lists every sample"
+    );
+    listed
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(dir.join(file)).expect("readable sample");
+            parse_documents(&text, file)
+        })
+        .collect()
+}
+
+async fn operator_as_its_service_account_converges_the_samples(ctx: Ctx) {
+    install(&ctx).await;
+    let mut config = ctx.env.config().await;
+    config.auth_info.impersonate = Some(SERVICE_ACCOUNT_USER.into());
+    // Wait until RBAC lets the ServiceAccount read channels, so that the
+    // operator's first requests are not refused by a grant still in flight.
+    let as_operator = Client::try_from(config.clone()).expect("client");
+    ctx.eventually(
+        "the operator's ClusterRole to take effect",
+        Duration::from_secs(30),
+        || async {
+            Api::<DeploymentChannel>::namespaced(as_operator.clone(), &ctx.ns)
+                .list(&ListParams::default())
+                .await
+                .ok()
+        },
+    )
+    .await;
+    // The client is really the ServiceAccount, not the admin.
+    match Api::<Secret>::namespaced(as_operator.clone(), &ctx.ns)
+        .list(&ListParams::default())
+        .await
+    {
+        Err(kube::Error::Api(status)) if status.code == 403 => {}
+        other => panic!("the ServiceAccount can list Secrets: {other:?}"),
+    }
+
+    let operator = Operator::start_with_config(&ctx, config).await;
+    let samples = samples();
+    for manifest in &samples {
+        ctx.must_apply(manifest).await;
+    }
+    let channels: Vec<&str> = samples
+        .iter()
+        .filter(|m| m["kind"] == "DeploymentChannel")
+        .filter_map(|m| m["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(channels.len(), 4, "one sample channel of each type");
+    for name in &channels {
+        // Fail at once, naming the request, when RBAC refuses the operator.
+        ctx.eventually(
+            &format!("{name} to have a status"),
+            Duration::from_secs(30),
+            || async {
+                let forbidden = operator.requests.forbidden_snapshot();
+                assert!(
+                    forbidden.is_empty(),
+                    "the API server refused the operator's ServiceAccount: {forbidden:?}"
+                );
+                ctx.channels().get(name).await.ok()?.status.map(drop)
+            },
+        )
+        .await;
+        ctx.wait_ready(name, "True", "Ready").await;
+    }
+    for phone in samples
+        .iter()
+        .filter(|m| m["kind"] == "PhoneConfiguration")
+        .filter_map(|m| m["metadata"]["name"].as_str())
+    {
+        let bound = samples
+            .iter()
+            .filter(|m| m["spec"]["configuration"]["phoneConfigurationId"] == phone)
+            .count() as i64;
+        ctx.eventually(
+            &format!("PhoneConfiguration {phone} Ready with {bound} bound channels"),
+            Duration::from_secs(30),
+            || async {
+                let pc = ctx.phones().get(phone).await.ok()?;
+                let status = pc.status?;
+                (status.observed_generation == pc.metadata.generation
+                    && i64::from(status.bound_channels) == bound
+                    && status
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True"))
+                .then_some(())
+            },
+        )
+        .await;
+    }
+    assert!(
+        operator.requests.status_writes() > 0,
+        "the operator wrote status through its own client"
+    );
+    let forbidden = operator.requests.forbidden_snapshot();
+    operator.stop().await;
+    assert!(
+        forbidden.is_empty(),
+        "the API server refused the operator's ServiceAccount: {forbidden:?}"
+    );
+}

@@ -1,0 +1,322 @@
+//! The real binary on a real API server: metrics and probes, two replicas
+//! with leader election, failover, and SIGTERM.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{
+    scenarios,
+    support::{Ctx, Scenario, channel},
+};
+
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios![
+        binary_serves_metrics_and_probes,
+        leader_election_fails_over_and_sigterm_releases_the_lease
+    ]
+}
+
+/// One `deploymentchannel-operator run` process, killed on drop.
+struct Replica {
+    child: Child,
+    address: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    fn start(ctx: &Ctx, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("operator.log");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_deploymentchannel-operator"))
+            .args([
+                "run",
+                "--namespace",
+                &ctx.ns,
+                "--listen-address",
+                &address.to_string(),
+                "--log-level",
+                "info",
+            ])
+            .args(extra)
+            .env("KUBECONFIG", &ctx.env.kubeconfig)
+            .env_remove("WATCH_NAMESPACE")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            address,
+            log,
+            _dir: dir,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = tokio::net::TcpStream::connect(self.address).await.ok()?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n")?.1.to_string();
+        Some((status, body))
+    }
+
+    /// The value of a metric line, summed over its labels when `labels` is empty.
+    async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let (_, body) = self.get("/metrics").await.unwrap_or_default();
+        body.lines()
+            .filter(|l| {
+                l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn web(name: &str, url: &str) -> serde_json::Value {
+    channel(
+        name,
+        json!({"deploymentType": "WEB", "channelIdentifier": url, "configuration": {}}),
+    )
+}
+
+async fn binary_serves_metrics_and_probes(ctx: Ctx) {
+    let replica = Replica::start(&ctx, &[]);
+    ctx.eventually("/healthz", Duration::from_secs(30), || async {
+        replica
+            .get("/healthz")
+            .await
+            .filter(|(code, _)| *code == 200)
+    })
+    .await;
+    ctx.eventually(
+        "/readyz after the caches sync",
+        Duration::from_secs(30),
+        || async {
+            replica
+                .get("/readyz")
+                .await
+                .filter(|(code, _)| *code == 200)
+        },
+    )
+    .await;
+    assert_eq!(
+        replica
+            .metric("deploymentchannel_operator_caches_synced", "")
+            .await,
+        1.0
+    );
+    let before = replica
+        .metric(
+            "deploymentchannel_operator_reconciles_total",
+            "kind=\"DeploymentChannel\"",
+        )
+        .await;
+    for i in 0..3 {
+        ctx.must_apply(&web(
+            &format!("site-{i}"),
+            &format!("https://site-{i}.example.com"),
+        ))
+        .await;
+    }
+    for i in 0..3 {
+        ctx.wait_ready(&format!("site-{i}"), "True", "Ready").await;
+    }
+    ctx.eventually(
+        "the metrics to count the channels",
+        Duration::from_secs(30),
+        || async {
+            let ready = replica
+                .metric("deploymentchannel_operator_channels", "ready=\"True\"")
+                .await;
+            let writes = replica
+                .metric(
+                    "deploymentchannel_operator_status_writes_total",
+                    "kind=\"DeploymentChannel\"",
+                )
+                .await;
+            (ready == 3.0 && writes == 3.0).then_some(())
+        },
+    )
+    .await;
+    let after = replica
+        .metric(
+            "deploymentchannel_operator_reconciles_total",
+            "kind=\"DeploymentChannel\"",
+        )
+        .await;
+    assert!(
+        after >= before + 3.0,
+        "reconciles went from {before} to {after}"
+    );
+    assert_eq!(
+        replica
+            .metric(
+                "deploymentchannel_operator_cached_objects",
+                "kind=\"DeploymentChannel\""
+            )
+            .await,
+        3.0
+    );
+    let (_, text) = replica.get("/metrics").await.unwrap();
+    assert!(
+        text.contains("deploymentchannel_operator_reconcile_duration_seconds_bucket"),
+        "{text}"
+    );
+    // No log line per unchanged reconcile at info level.
+    let logs = replica.logs();
+    assert!(!logs.contains("status unchanged"), "{logs}");
+}
+
+async fn leader_election_fails_over_and_sigterm_releases_the_lease(ctx: Ctx) {
+    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), &ctx.ns);
+    let holder = || async {
+        leases
+            .get_opt("deploymentchannel-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+            .filter(|h| !h.is_empty())
+    };
+    let election = |id: &'static str| {
+        [
+            "--leader-election",
+            "--lease-namespace",
+            ctx.ns.as_str(),
+            "--lease-duration-seconds",
+            "5",
+            "--identity",
+            id,
+        ]
+        .map(String::from)
+    };
+    let args_a = election("replica-a");
+    let a = Replica::start(&ctx, &args_a.iter().map(String::as_str).collect::<Vec<_>>());
+    ctx.eventually(
+        "replica-a to hold the lease",
+        Duration::from_secs(30),
+        || async { (holder().await.as_deref() == Some("replica-a")).then_some(()) },
+    )
+    .await;
+    let args_b = election("replica-b");
+    let b = Replica::start(&ctx, &args_b.iter().map(String::as_str).collect::<Vec<_>>());
+    for (replica, name) in [(&a, "replica-a"), (&b, "replica-b")] {
+        ctx.eventually(
+            &format!("{name} /readyz"),
+            Duration::from_secs(30),
+            || async {
+                replica
+                    .get("/readyz")
+                    .await
+                    .filter(|(code, _)| *code == 200)
+            },
+        )
+        .await;
+    }
+    assert_eq!(a.metric("deploymentchannel_operator_leader", "").await, 1.0);
+    assert_eq!(b.metric("deploymentchannel_operator_leader", "").await, 0.0);
+
+    for i in 0..3 {
+        ctx.must_apply(&web(
+            &format!("before-{i}"),
+            &format!("https://before-{i}.example.com"),
+        ))
+        .await;
+    }
+    for i in 0..3 {
+        ctx.wait_ready(&format!("before-{i}"), "True", "Ready")
+            .await;
+    }
+    let a_writes = a
+        .metric("deploymentchannel_operator_status_writes_total", "")
+        .await;
+    assert!(a_writes >= 3.0, "the leader wrote {a_writes} statuses");
+    assert_eq!(
+        b.metric("deploymentchannel_operator_status_writes_total", "")
+            .await,
+        0.0,
+        "the standby wrote"
+    );
+    assert_eq!(
+        b.metric("deploymentchannel_operator_reconciles_total", "")
+            .await,
+        0.0,
+        "the standby reconciled"
+    );
+
+    // Kill the leader without a chance to release the lease: the standby takes over once it expires.
+    drop(a);
+    ctx.must_apply(&web("after-failover", "https://after.example.com"))
+        .await;
+    ctx.wait_ready("after-failover", "True", "Ready").await;
+    assert_eq!(holder().await.as_deref(), Some("replica-b"));
+    assert_eq!(b.metric("deploymentchannel_operator_leader", "").await, 1.0);
+    assert!(
+        b.metric("deploymentchannel_operator_status_writes_total", "")
+            .await
+            >= 1.0
+    );
+
+    // SIGTERM: exit 0 within a few seconds, lease released.
+    let mut b = b;
+    b.signal("-TERM");
+    let status = ctx
+        .eventually(
+            "replica-b to exit after SIGTERM",
+            Duration::from_secs(15),
+            || {
+                let status = b.child.try_wait().unwrap();
+                async move { status }
+            },
+        )
+        .await;
+    assert!(
+        status.success(),
+        "exit status {status}; logs:\n{}",
+        b.logs()
+    );
+    assert_eq!(holder().await, None, "the lease was not released");
+    let logs = b.logs();
+    assert!(logs.contains("released the lease"), "{logs}");
+}
