@@ -30,7 +30,7 @@ use std::{
 
 use deploymentchannel_operator::api::{DeploymentChannel, PhoneConfiguration};
 use futures::{StreamExt, TryStreamExt, stream};
-use harness::{SKIP_REASON, TestEnv};
+use harness::{SKIP_REASON, TestEnv, http_get, metric_value};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
@@ -87,7 +87,11 @@ fn workload(n: usize) -> Workload {
     for i in 0..n / 2 {
         let p = i % phone_count;
         let round = i / phone_count;
-        let ty = if round.is_multiple_of(2) { "CALLS" } else { "SMS" };
+        let ty = if round.is_multiple_of(2) {
+            "CALLS"
+        } else {
+            "SMS"
+        };
         let number = phones[p]["spec"]["phoneNumber"].clone();
         let object = channel(
             &format!("pc-{p:05}-{}-{round}", ty.to_lowercase()),
@@ -191,6 +195,7 @@ struct Measured {
     floor: Duration,
     converged: Duration,
     status_writes: f64,
+    phone_status_writes: f64,
     requests: BTreeMap<String, f64>,
     idle_writes: f64,
     restart_writes: f64,
@@ -236,12 +241,19 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
     create?;
     let converged_at = seen?.duration_since(started);
     eprintln!("bench: N={n}: operator converged in {converged_at:?}");
+    // Idle starts once the PhoneConfigurations have their final status too.
+    phones_converged(&client, &ns, &work).await?;
     // Let the operator see its own last writes come back.
     let objects = (channel_count + work.phones.len()) as f64;
     operator
         .wait_metric("reconciles_total", "result=\"unchanged\"", objects)
         .await?;
-    let status_writes = operator.metric("status_writes_total", "").await;
+    let status_writes = operator
+        .metric("status_writes_total", "kind=\"DeploymentChannel\"")
+        .await;
+    let phone_status_writes = operator
+        .metric("status_writes_total", "kind=\"PhoneConfiguration\"")
+        .await;
     let requests = operator.requests_by_verb().await;
 
     let before = operator.writes().await;
@@ -262,6 +274,7 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
         floor,
         converged: converged_at,
         status_writes: status_writes / channel_count as f64,
+        phone_status_writes: phone_status_writes / work.phones.len() as f64,
         requests,
         idle_writes,
         restart_writes,
@@ -374,6 +387,35 @@ async fn converged(
     Err("the watch ended".into())
 }
 
+/// Waits until every PhoneConfiguration reports its bound channels at its current generation.
+async fn phones_converged(client: &Client, ns: &str, work: &Workload) -> Result<(), String> {
+    let mut bound: HashMap<String, i32> = HashMap::new();
+    for (channel, _) in work.channels.iter().chain(&work.losers) {
+        if let Some(pc) = channel["spec"]["configuration"]["phoneConfigurationId"].as_str() {
+            *bound.entry(pc.to_string()).or_default() += 1;
+        }
+    }
+    let api: Api<PhoneConfiguration> = Api::namespaced(client.clone(), ns);
+    for _ in 0..1200 {
+        let list = api
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let done = list.items.iter().all(|pc| {
+            let name = pc.metadata.name.as_deref().unwrap_or_default();
+            pc.status.as_ref().is_some_and(|s| {
+                s.observed_generation == pc.metadata.generation
+                    && s.bound_channels == bound.get(name).copied().unwrap_or(0)
+            })
+        });
+        if done && list.items.len() == work.phones.len() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err("PhoneConfigurations did not converge in 10 minutes".into())
+}
+
 /// The operator binary, run as its own process so its memory is its own.
 struct Operator {
     child: Child,
@@ -413,16 +455,7 @@ impl Operator {
     }
 
     async fn get(&self, path: &str) -> Option<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.address).await.ok()?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-            .await
-            .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        let code = response.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, response.split_once("\r\n\r\n")?.1.to_string()))
+        http_get(self.address, path).await
     }
 
     async fn wait_ready(&self) -> Result<(), String> {
@@ -440,16 +473,8 @@ impl Operator {
     }
 
     async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let name = format!("deploymentchannel_operator_{name}");
         let (_, body) = self.get("/metrics").await.unwrap_or_default();
-        body.lines()
-            .filter(|l| {
-                l.starts_with(&name)
-                    && l[name.len()..].starts_with(['{', ' '])
-                    && l.contains(labels)
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_value(&body, &format!("deploymentchannel_operator_{name}"), labels)
     }
 
     async fn wait_metric(&self, name: &str, labels: &str, at_least: f64) -> Result<(), String> {
@@ -499,7 +524,7 @@ impl Operator {
                 )
             })
             .map(|(_, n)| n)
-            .sum()
+            .fold(0.0, |sum, n| sum + n)
     }
 
     fn peak_rss_mib(&self) -> f64 {
@@ -536,18 +561,19 @@ impl Drop for Operator {
 fn print_table(results: &[Measured]) {
     println!();
     println!(
-        "| N | floor (s) | operator (s) | operator/floor | status writes/channel | requests by verb | idle writes | restart writes | peak RSS (MiB) |"
+        "| N | floor (s) | operator (s) | operator/floor | status writes/channel | status writes/PhoneConfiguration | requests by verb | idle writes | restart writes | peak RSS (MiB) |"
     );
-    println!("|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|");
     for r in results {
         let verbs: Vec<String> = r.requests.iter().map(|(v, n)| format!("{v} {n}")).collect();
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.3} | {} | {} | {} | {:.1} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {} | {} | {} | {:.1} |",
             r.n,
             r.floor.as_secs_f64(),
             r.converged.as_secs_f64(),
             r.converged.as_secs_f64() / r.floor.as_secs_f64(),
             r.status_writes,
+            r.phone_status_writes,
             verbs.join(", "),
             r.idle_writes,
             r.restart_writes,

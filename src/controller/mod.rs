@@ -43,6 +43,9 @@ use crate::{
 };
 use status_writer::StatusWriter;
 
+/// How long a PhoneConfiguration's changes settle before it is reconciled.
+const PHONE_CONFIGURATION_DEBOUNCE: Duration = Duration::from_millis(500);
+
 /// The field manager of every status write, the same in every replica.
 pub const FIELD_MANAGER: &str = "deploymentchannel-operator";
 
@@ -313,8 +316,10 @@ pub async fn run(
         .graceful_shutdown_on(stopped())
         .run(reconcile_channel, error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
+    // boundChannels changes with every channel that comes or goes: wait for a
+    // burst of channel changes to settle instead of writing each count.
     let phone_controller = Controller::for_shared_stream(phone_events, phone_reader.clone())
-        .with_config(config)
+        .with_config(config.debounce(PHONE_CONFIGURATION_DEBOUNCE))
         .reconcile_on(phone_triggers)
         .graceful_shutdown_on(stopped())
         .run(reconcile_phone_configuration, error_policy, ctx.clone())

@@ -1,35 +1,57 @@
-//! A client layer that counts the API requests an operator makes, by verb
-//! and resource, so tests and the benchmark can assert on writes, and the
-//! requests the API server refused with 403 Forbidden.
+//! The requests an in-process operator made, read from its own
+//! `api_requests_total` metric, so tests can assert on writes and on
+//! requests the API server refused.
 
 #![allow(dead_code)]
 
-use std::{
-    collections::BTreeMap,
-    future::Future,
-    pin::Pin,
-    sync::{Arc, Mutex},
-    task::{Context, Poll},
-};
+use std::{collections::BTreeMap, sync::Arc};
 
-use tower::{Layer, Service};
+use deploymentchannel_operator::metrics::Metrics;
 
-/// Requests seen, by (verb, resource), e.g. ("patch", "deploymentchannels/status"),
-/// and those of them answered 403 Forbidden.
-#[derive(Clone, Default)]
-pub struct RequestCounts(
-    Arc<Mutex<BTreeMap<(String, String), u64>>>,
-    Arc<Mutex<BTreeMap<(String, String), u64>>>,
-);
+/// A view of one operator's request counters.
+#[derive(Clone)]
+pub struct RequestCounts(pub Arc<Metrics>);
 
 impl RequestCounts {
+    /// Requests by (verb, resource, code), e.g. ("patch", "deploymentchannels/status", "200").
+    fn by_code(&self) -> BTreeMap<(String, String, String), u64> {
+        let text = self.0.render();
+        let label = |line: &str, name: &str| {
+            line.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        text.lines()
+            .filter(|l| l.starts_with("deploymentchannel_operator_api_requests_total{"))
+            .filter_map(|l| {
+                let count = l.rsplit(' ').next()?.parse().ok()?;
+                Some((
+                    (label(l, "verb"), label(l, "resource"), label(l, "code")),
+                    count,
+                ))
+            })
+            .collect()
+    }
+
+    /// Requests by (verb, resource).
     pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
-        self.0.lock().unwrap().clone()
+        let mut counts = BTreeMap::new();
+        for ((verb, resource, _), n) in self.by_code() {
+            *counts.entry((verb, resource)).or_default() += n;
+        }
+        counts
     }
 
     /// Requests that change something (create, update, patch, delete).
     pub fn writes(&self) -> u64 {
-        self.matching(|verb, _| matches!(verb, "create" | "update" | "patch" | "delete"))
+        self.matching(|verb, _| {
+            matches!(
+                verb,
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            )
+        })
     }
 
     /// Status writes to either kind.
@@ -40,103 +62,24 @@ impl RequestCounts {
     }
 
     pub fn matching(&self, f: impl Fn(&str, &str) -> bool) -> u64 {
-        self.0
-            .lock()
-            .unwrap()
+        self.snapshot()
             .iter()
             .filter(|((v, r), _)| f(v, r))
             .map(|(_, n)| n)
             .sum()
     }
 
-    /// Requests answered 403 Forbidden.
-    pub fn forbidden(&self) -> u64 {
-        self.1.lock().unwrap().values().sum()
-    }
-
     /// Requests answered 403 Forbidden, by (verb, resource).
     pub fn forbidden_snapshot(&self) -> BTreeMap<(String, String), u64> {
-        self.1.lock().unwrap().clone()
+        self.by_code()
+            .into_iter()
+            .filter(|((_, _, code), _)| code == "403")
+            .map(|((verb, resource, _), n)| ((verb, resource), n))
+            .collect()
     }
 
-    fn record_forbidden(&self, key: (String, String)) {
-        *self.1.lock().unwrap().entry(key).or_default() += 1;
-    }
-
-    fn record<B>(&self, request: &http::Request<B>) -> (String, String) {
-        let uri = request.uri();
-        let query = uri.query().unwrap_or_default();
-        let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
-        // .../namespaces/{ns}/{resource}[/{name}[/{subresource}]] or .../{resource}[/{name}]
-        let (resource, named) = match segments.iter().rposition(|s| *s == "namespaces") {
-            Some(i) if segments.len() > i + 2 => {
-                (segments[i + 2..].to_vec(), segments.len() > i + 3)
-            }
-            _ => (segments.last().into_iter().copied().collect(), false),
-        };
-        let resource = match resource.as_slice() {
-            [kind, _name, sub] => format!("{kind}/{sub}"),
-            [kind, ..] => kind.to_string(),
-            [] => String::new(),
-        };
-        let verb = match request.method().as_str() {
-            "GET" if query.contains("watch=true") || query.contains("watch=1") => "watch",
-            "GET" if named => "get",
-            "GET" => "list",
-            "POST" => "create",
-            "PUT" => "update",
-            "PATCH" => "patch",
-            "DELETE" => "delete",
-            other => other,
-        };
-        let key = (verb.to_string(), resource);
-        *self.0.lock().unwrap().entry(key.clone()).or_default() += 1;
-        key
-    }
-}
-
-impl<S> Layer<S> for RequestCounts {
-    type Service = Counting<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Counting {
-            inner,
-            counts: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Counting<S> {
-    inner: S,
-    counts: RequestCounts,
-}
-
-impl<S, B, R> Service<http::Request<B>> for Counting<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let key = self.counts.record(&request);
-        let counts = self.counts.clone();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await;
-            if let Ok(response) = &response
-                && response.status() == http::StatusCode::FORBIDDEN
-            {
-                counts.record_forbidden(key);
-            }
-            response
-        })
+    /// Requests answered 403 Forbidden.
+    pub fn forbidden(&self) -> u64 {
+        self.forbidden_snapshot().values().sum()
     }
 }

@@ -11,9 +11,9 @@ use std::{
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
+    harness::{http_get, metric_value},
     scenarios,
     support::{Ctx, Scenario, channel},
 };
@@ -70,27 +70,13 @@ impl Replica {
     }
 
     async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(self.address).await.ok()?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-            .await
-            .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        let status = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response.split_once("\r\n\r\n")?.1.to_string();
-        Some((status, body))
+        http_get(self.address, path).await
     }
 
-    /// The value of a metric line, summed over its labels when `labels` is empty.
+    /// The value of a metric, summed over the samples whose labels contain `labels`.
     async fn metric(&self, name: &str, labels: &str) -> f64 {
         let (_, body) = self.get("/metrics").await.unwrap_or_default();
-        body.lines()
-            .filter(|l| {
-                l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels)
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_value(&body, name, labels)
     }
 
     fn logs(&self) -> String {

@@ -175,14 +175,20 @@ pub struct Operator {
 }
 
 impl Operator {
-    pub async fn start(ctx: &Ctx) -> Self {
-        use deploymentchannel_operator::controller::{self, Settings};
-        let requests = crate::counting::RequestCounts::default();
-        let client = kube::client::ClientBuilder::try_from(ctx.env.config().await)
-            .expect("client")
-            .with_layer(&requests)
-            .build();
+    /// As [`Operator::start`], with a client built from `config`, for example
+    /// one that impersonates the operator's ServiceAccount. `requests` also
+    /// counts the requests the API server answered 403 Forbidden.
+    pub async fn start_with_config(ctx: &Ctx, config: kube::Config) -> Self {
+        use deploymentchannel_operator::{
+            api_metrics::ApiMetricsLayer,
+            controller::{self, Settings},
+        };
         let metrics = Arc::new(deploymentchannel_operator::metrics::Metrics::default());
+        let requests = crate::counting::RequestCounts(metrics.clone());
+        let client = kube::client::ClientBuilder::try_from(config)
+            .expect("client")
+            .with_layer(&ApiMetricsLayer(metrics.clone()))
+            .build();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let settings = Settings {
             namespace: Some(ctx.ns.clone()),
@@ -204,6 +210,10 @@ impl Operator {
         }
     }
 
+    pub async fn start(ctx: &Ctx) -> Self {
+        Self::start_with_config(ctx, ctx.env.config().await).await
+    }
+
     /// Stops the controllers and waits until they have stopped.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -217,14 +227,12 @@ impl Operator {
 
     /// Reconciles finished so far whose result was `result` (written, unchanged, error).
     pub fn reconciles(&self, result: &str) -> u64 {
-        let text = self.metrics.render();
-        text.lines()
-            .filter(|l| {
-                l.starts_with("deploymentchannel_operator_reconciles_total{")
-                    && l.contains(&format!("result=\"{result}\""))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        let labels = format!("result=\"{result}\"");
+        crate::harness::metric_value(
+            &self.metrics.render(),
+            "deploymentchannel_operator_reconciles_total",
+            &labels,
+        ) as u64
     }
 }
 
@@ -279,38 +287,4 @@ pub fn condition<'a>(
         .conditions
         .iter()
         .find(|c| c.type_ == type_)
-}
-
-impl Operator {
-    /// As [`Operator::start`], with a client built from `config`, for example
-    /// one that impersonates the operator's ServiceAccount. `requests` also
-    /// counts the requests the API server answered 403 Forbidden.
-    pub async fn start_with_config(ctx: &Ctx, config: kube::Config) -> Self {
-        use deploymentchannel_operator::controller::{self, Settings};
-        let requests = crate::counting::RequestCounts::default();
-        let client = kube::client::ClientBuilder::try_from(config)
-            .expect("client")
-            .with_layer(&requests)
-            .build();
-        let metrics = Arc::new(deploymentchannel_operator::metrics::Metrics::default());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let settings = Settings {
-            namespace: Some(ctx.ns.clone()),
-            ..Settings::default()
-        };
-        let task = tokio::spawn(controller::run(
-            client,
-            settings,
-            metrics.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Self {
-            stop: Some(stop),
-            task,
-            requests,
-            metrics,
-        }
-    }
 }
