@@ -10,6 +10,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -278,10 +279,13 @@ fn check_channels_together(
     report: &mut Report,
 ) {
     let mut index = Index::default();
-    for channel in channels {
+    for (position, channel) in channels.iter().enumerate() {
         let mut object = channel.object.clone();
-        // Manifests have no creation time: claims go by namespace and name.
         object.metadata.namespace = Some(namespace_of(&channel.document.value));
+        // Manifests have no creation time: the first listed claims an
+        // identifier, as it would when they are applied in this order.
+        object.metadata.creation_timestamp =
+            jiff::Timestamp::from_second(position as i64).ok().map(Time);
         index.apply(&object);
     }
     for channel in channels {

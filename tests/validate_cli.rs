@@ -27,7 +27,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn valid_manifests_exit_0_with_no_output() {
-    let out = validate(&["tests/data/manifests/valid.yaml"], None);
+    let out = validate(&["tests/data/manifests/base.yaml"], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "");
     assert_eq!(
@@ -41,12 +41,12 @@ fn a_directory_prints_exactly_the_invalid_objects_and_exits_1() {
     let out = validate(&["tests/data/manifests"], None);
     assert_eq!(out.status.code(), Some(1));
     let expected = [
-        "tests/data/manifests/invalid.yaml:1: DeploymentChannel/web-with-phone: spec.configuration.phoneConfigurationId: is only allowed when deploymentType is CALLS or SMS",
-        "tests/data/manifests/invalid.yaml:2: DeploymentChannel/unassigned-number: spec.channelIdentifier: +99912345678 is not a valid phone number: invalid country code",
-        "tests/data/manifests/invalid.yaml:3: DeploymentChannel/missing-phone: spec.configuration.phoneConfigurationId: PhoneConfigurationNotFound: PhoneConfiguration \"no-such-line\" does not exist in the same namespace",
-        "tests/data/manifests/invalid.yaml:4: DeploymentChannel/website-copy: spec.channelIdentifier: IdentifierConflict: WEB https://SHOP.example.com/ is also claimed by DeploymentChannel \"website\" (tests/data/manifests/valid.yaml:4)",
-        "tests/data/manifests/invalid.yaml:5: DeploymentChannel/mobile-mismatch: spec.configuration.packageName: must equal spec.channelIdentifier when deploymentType is MOBILE",
-        "tests/data/manifests/invalid.yaml:6: PhoneConfiguration/no-capabilities: spec.capabilities: [] has less than 1 item",
+        "tests/data/manifests/problems.yaml:1: DeploymentChannel/web-with-phone: spec.configuration.phoneConfigurationId: is only allowed when deploymentType is CALLS or SMS",
+        "tests/data/manifests/problems.yaml:2: DeploymentChannel/unassigned-number: spec.channelIdentifier: +99912345678 is not a valid phone number: invalid country code",
+        "tests/data/manifests/problems.yaml:3: DeploymentChannel/missing-phone: spec.configuration.phoneConfigurationId: PhoneConfigurationNotFound: PhoneConfiguration \"no-such-line\" does not exist in the same namespace",
+        "tests/data/manifests/problems.yaml:4: DeploymentChannel/website-copy: spec.channelIdentifier: IdentifierConflict: WEB https://SHOP.example.com/ is also claimed by DeploymentChannel \"website\" (tests/data/manifests/base.yaml:4)",
+        "tests/data/manifests/problems.yaml:5: DeploymentChannel/mobile-mismatch: spec.configuration.packageName: must equal spec.channelIdentifier when deploymentType is MOBILE",
+        "tests/data/manifests/problems.yaml:6: PhoneConfiguration/no-capabilities: spec.capabilities: [] has less than 1 item",
     ];
     assert_eq!(text(&out.stdout).lines().collect::<Vec<_>>(), expected);
     assert_eq!(
@@ -59,7 +59,7 @@ fn a_directory_prints_exactly_the_invalid_objects_and_exits_1() {
 fn standard_input_is_read_with_a_dash() {
     let manifest = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/manifests/valid.yaml"
+        "/tests/data/manifests/base.yaml"
     ))
     .unwrap();
     let out = validate(&["-"], Some(&manifest));
@@ -92,7 +92,7 @@ fn unreadable_input_exits_2() {
 #[test]
 fn json_output_for_machines() {
     let out = validate(
-        &["--output", "json", "tests/data/manifests/invalid.yaml"],
+        &["--output", "json", "tests/data/manifests/problems.yaml"],
         None,
     );
     assert_eq!(out.status.code(), Some(1));

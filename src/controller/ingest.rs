@@ -32,7 +32,8 @@ use crate::{
 /// Where reconcile requests for other objects go.
 pub struct Triggers {
     pub channels: UnboundedSender<ObjectRef<DeploymentChannel>>,
-    pub phone_configurations: UnboundedSender<ObjectRef<PhoneConfiguration>>,
+    /// PhoneConfigurations whose bound channels changed.
+    pub phone_configurations: UnboundedSender<ObjectKey>,
 }
 
 /// Drops what the operator never reads, so the caches stay small.
@@ -126,9 +127,11 @@ pub async fn channels(
                 }
             }
             for key in affected.phone_configurations {
-                let object_ref = ObjectRef::new(&key.name).within(&key.namespace);
-                if phone_configurations.get(&object_ref).is_some() {
-                    let _ = triggers.phone_configurations.unbounded_send(object_ref);
+                if phone_configurations
+                    .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                    .is_some()
+                {
+                    let _ = triggers.phone_configurations.unbounded_send(key);
                 }
             }
             future::ready(())

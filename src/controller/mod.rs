@@ -6,6 +6,7 @@
 //! controllers → triggers for the objects a change affects.
 
 mod channel;
+mod coalesce;
 mod ingest;
 mod phone;
 mod status_writer;
@@ -43,8 +44,10 @@ use crate::{
 };
 use status_writer::StatusWriter;
 
-/// How long a PhoneConfiguration's changes settle before it is reconciled.
-const PHONE_CONFIGURATION_DEBOUNCE: Duration = Duration::from_millis(500);
+/// `boundChannels` is written once channel changes have been quiet this long…
+const BOUND_CHANNELS_QUIET: Duration = Duration::from_secs(1);
+/// …or this long after the first change of a burst.
+const BOUND_CHANNELS_MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// The field manager of every status write, the same in every replica.
 pub const FIELD_MANAGER: &str = "deploymentchannel-operator";
@@ -269,7 +272,16 @@ pub async fn run(
     let index = Arc::new(Mutex::new(Index::default()));
     let readiness = Arc::new(CacheReadiness::default());
     let (channel_trigger, channel_triggers) = mpsc::unbounded::<ObjectRef<DeploymentChannel>>();
-    let (phone_trigger, phone_triggers) = mpsc::unbounded::<ObjectRef<PhoneConfiguration>>();
+    // PhoneConfigurations whose bound channels changed, batched per burst.
+    let (bound_changed, bound_changes) = mpsc::unbounded::<ObjectKey>();
+    let (bound_settled, bound_settled_rx) = mpsc::unbounded::<ObjectKey>();
+    let coalescing = coalesce::forward(
+        bound_changes,
+        bound_settled,
+        coalesce::Coalescer::new(BOUND_CHANNELS_QUIET, BOUND_CHANNELS_MAX_WAIT),
+    );
+    let phone_triggers =
+        bound_settled_rx.map(|key| ObjectRef::new(&key.name).within(&key.namespace));
 
     let watch_config = watcher::Config::default().page_size(500);
     let channel_ingest = ingest::channels(
@@ -280,7 +292,7 @@ pub async fn run(
         phone_reader.clone(),
         ingest::Triggers {
             channels: channel_trigger.clone(),
-            phone_configurations: phone_trigger,
+            phone_configurations: bound_changed,
         },
         metrics.clone(),
     );
@@ -316,10 +328,22 @@ pub async fn run(
         .graceful_shutdown_on(stopped())
         .run(reconcile_channel, error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
-    // boundChannels changes with every channel that comes or goes: wait for a
-    // burst of channel changes to settle instead of writing each count.
+    // A PhoneConfiguration's own status writes come back as watch events:
+    // only a new spec (or a status that lags its spec) needs a reconcile.
+    let mut generations: HashMap<ObjectKey, (Option<String>, Option<i64>)> = HashMap::new();
+    let phone_events = phone_events.filter(move |pc| {
+        let current = pc
+            .status
+            .as_ref()
+            .is_some_and(|s| s.observed_generation == pc.metadata.generation);
+        let seen = ObjectKey::of(pc.as_ref()).is_some_and(|key| {
+            let version = (pc.metadata.uid.clone(), pc.metadata.generation);
+            generations.insert(key, version.clone()) == Some(version)
+        });
+        futures::future::ready(!(seen && current))
+    });
     let phone_controller = Controller::for_shared_stream(phone_events, phone_reader.clone())
-        .with_config(config.debounce(PHONE_CONFIGURATION_DEBOUNCE))
+        .with_config(config)
         .reconcile_on(phone_triggers)
         .graceful_shutdown_on(stopped())
         .run(reconcile_phone_configuration, error_policy, ctx.clone())
@@ -342,7 +366,7 @@ pub async fn run(
         futures::join!(channel_controller, phone_controller, synced);
     };
     let ingest = async move {
-        futures::join!(channel_ingest, phone_ingest);
+        futures::join!(channel_ingest, phone_ingest, coalescing);
     };
     tokio::pin!(controllers, ingest, shutdown);
     tokio::select! {

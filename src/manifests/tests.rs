@@ -166,3 +166,12 @@ fn load_reads_directories_recursively_and_reports_missing_paths() {
     assert_eq!(unreadable.len(), 1);
     assert!(unreadable[0].source.ends_with("missing.yaml"));
 }
+
+#[test]
+fn the_first_listed_channel_holds_a_contested_identifier() {
+    let earlier = CALLS.replace("chan-abc123", "zz-first");
+    let later = CALLS.replace("chan-abc123", "aa-second");
+    let found = problems(&format!("{PHONE}---\n{earlier}---\n{later}"));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].starts_with("channels.yaml:3: DeploymentChannel/aa-second: spec.channelIdentifier: IdentifierConflict"), "{found:#?}");
+}
