@@ -174,12 +174,14 @@ fn main() {
                 std::process::exit(1);
             }
         };
-        if let Err(e) = env.block_on(env.install_crds()) {
-            eprintln!("bench: {e}");
-            std::process::exit(1);
-        }
-        eprintln!("bench: N={n} on API server 1.{}", env.server_minor);
-        match env.block_on(measure(&env, n, idle)) {
+        let measured = env.block_on(async {
+            env.install_crds().await?;
+            eprintln!("bench: N={n} on API server 1.{}", env.server_minor);
+            measure(&env, n, idle).await
+        });
+        // Stop the control plane before exiting: `exit` runs no destructors.
+        drop(env);
+        match measured {
             Ok(result) => results.push(result),
             Err(e) => {
                 eprintln!("bench: N={n}: {e}");
@@ -213,9 +215,9 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
     let seen = converged(&client, &floor_ns, &work, |_, current, ready| {
         current && ready.is_some()
     });
-    let (create, seen) = futures::join!(create_all(&client, &floor_ns, &work, true), seen);
-    create?;
-    let floor = seen?.duration_since(started);
+    let ((), seen) =
+        futures::future::try_join(create_all(&client, &floor_ns, &work, true), seen).await?;
+    let floor = seen.duration_since(started);
     eprintln!("bench: N={n}: floor {floor:?}");
 
     // The operator, as its own process, watching its own namespace.
@@ -237,16 +239,24 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
                     .is_some_and(|e| e.matches(status, reason))
             })
     });
-    let (create, seen) = futures::join!(create_all(&client, &ns, &work, false), seen);
-    create?;
-    let converged_at = seen?.duration_since(started);
-    eprintln!("bench: N={n}: operator converged in {converged_at:?}");
+    let ((), seen) =
+        futures::future::try_join(create_all(&client, &ns, &work, false), seen).await?;
+    let converged_at = seen.duration_since(started);
+    eprintln!(
+        "bench: N={n}: operator converged in {converged_at:?}, using {:.1} s of CPU",
+        operator.cpu_seconds()
+    );
     // Idle starts once the PhoneConfigurations have their final status too.
     phones_converged(&client, &ns, &work).await?;
-    // Let the operator see its own last writes come back.
+    // Let the operator see its own last writes come back (each channel's write
+    // comes back as one reconcile; a PhoneConfiguration's does not).
     let objects = (channel_count + work.phones.len()) as f64;
     operator
-        .wait_metric("reconciles_total", "result=\"unchanged\"", objects)
+        .wait_metric(
+            "reconciles_total",
+            "result=\"unchanged\"",
+            channel_count as f64,
+        )
         .await?;
     let status_writes = operator
         .metric("status_writes_total", "kind=\"DeploymentChannel\"")
@@ -325,14 +335,16 @@ async fn create_all(
                 let params = params.clone();
                 async move {
                     let name = object["metadata"]["name"].as_str().unwrap();
-                    let created = channels.patch(name, &params, &Patch::Apply(object)).await.map_err(|e| format!("{name}: {e}"))?;
+                    let apply = Patch::Apply(object);
+                    let created = retry(|| channels.patch(name, &params, &apply)).await.map_err(|e| format!("{name}: {e}"))?;
                     if write_status {
                         let status = json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "DeploymentChannel", "status": {
                             "observedGeneration": created.metadata.generation,
                             "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "floor",
                                             "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": created.metadata.generation}]}});
-                        channels
-                            .patch_status(name, &PatchParams::apply("bench-floor").force(), &Patch::Apply(&status))
+                        let floor = PatchParams::apply("bench-floor").force();
+                        let apply = Patch::Apply(&status);
+                        retry(|| channels.patch_status(name, &floor, &apply))
                             .await
                             .map_err(|e| format!("{name} status: {e}"))?;
                     }
@@ -342,6 +354,28 @@ async fn create_all(
             .await?;
     }
     Ok(())
+}
+
+/// Retries a request the API server failed with an internal error while
+/// evaluating CEL rules (a race in some servers' CEL evaluation under
+/// concurrent requests), as the operator's own backoff does.
+async fn retry<T, F, Fut>(mut request: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match request().await {
+            Err(kube::Error::Api(status))
+                if status.message.contains("internal error") && attempt < 5 =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Watches the namespace until every channel of the workload satisfies
@@ -525,6 +559,23 @@ impl Operator {
             })
             .map(|(_, n)| n)
             .fold(0.0, |sum, n| sum + n)
+    }
+
+    /// CPU seconds (user and system) the operator has used.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name: utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+            f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+        });
+        ticks / 100.0
     }
 
     fn peak_rss_mib(&self) -> f64 {

@@ -1,7 +1,7 @@
 //! Reconciles one DeploymentChannel: validate, resolve, check the claim,
 //! write status when it changed, and record an Event when readiness flips.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use kube::{
     Api, Resource, ResourceExt,
@@ -17,7 +17,7 @@ use super::{Context, Error, status_writer::Written};
 use crate::{
     api::DeploymentChannel,
     index::ObjectKey,
-    metrics::{EventLabels, KindLabels, ReconcileLabels},
+    metrics::{EventLabels, KindLabels},
     status::{ChannelFacts, ReadinessChange, channel_status, readiness_change},
     validation::validate_channel,
 };
@@ -29,25 +29,7 @@ pub async fn reconcile_channel(
     channel: Arc<DeploymentChannel>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile(&channel, &ctx).await;
-    ctx.metrics
-        .reconcile_duration
-        .get_or_create(&KindLabels { kind: KIND })
-        .observe(started.elapsed().as_secs_f64());
-    let outcome = match &result {
-        Ok(Written::Patched) => "written",
-        Ok(Written::Unchanged) => "unchanged",
-        Err(_) => "error",
-    };
-    ctx.metrics
-        .reconciles
-        .get_or_create(&ReconcileLabels {
-            kind: KIND,
-            result: outcome,
-        })
-        .inc();
-    result.map(|_| Action::await_change())
+    super::measured(&ctx.metrics, KIND, reconcile(&channel, &ctx)).await
 }
 
 async fn reconcile(channel: &DeploymentChannel, ctx: &Context) -> Result<Written, Error> {

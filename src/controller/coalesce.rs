@@ -1,7 +1,7 @@
-//! Batches reconcile requests for PhoneConfigurations whose `boundChannels`
-//! changed: while channels keep arriving (a GitOps sync, a bulk apply), one
-//! count per PhoneConfiguration is written when the burst settles, instead of
-//! one per channel. A PhoneConfiguration's own spec changes do not wait.
+//! Batches reconcile requests for PhoneConfigurations: while channels keep
+//! arriving (a GitOps sync, a bulk apply), each PhoneConfiguration's status
+//! (with its `boundChannels`) is written once when the burst settles, instead
+//! of once per channel. Without such a burst a request waits a second.
 
 use std::{
     collections::BTreeSet,
@@ -39,6 +39,14 @@ impl<K: Ord> Coalescer<K> {
         self.last = Some(now);
     }
 
+    /// Notes activity at `now` that may bring more requests: held requests
+    /// wait for it to settle too.
+    pub fn touch(&mut self, now: Instant) {
+        if !self.pending.is_empty() {
+            self.last = Some(now);
+        }
+    }
+
     /// When the held requests are due; `None` while none are held.
     pub fn deadline(&self) -> Option<Instant> {
         Some((self.last? + self.quiet).min(self.first? + self.max_wait))
@@ -57,10 +65,11 @@ impl<K: Ord> Coalescer<K> {
     }
 }
 
-/// Forwards requests from `input` to `output` through a [`Coalescer`];
-/// ends when `input` closes (what is still held is sent then).
+/// Forwards requests (`Some`) from `input` to `output` through a
+/// [`Coalescer`]; `None` is activity that delays what is held. Ends when
+/// `input` closes (what is still held is sent then).
 pub async fn forward<K: Ord + Send>(
-    mut input: mpsc::UnboundedReceiver<K>,
+    mut input: mpsc::UnboundedReceiver<Option<K>>,
     output: mpsc::UnboundedSender<K>,
     mut coalescer: Coalescer<K>,
 ) {
@@ -73,7 +82,8 @@ pub async fn forward<K: Ord + Send>(
             None => input.next().await.map(Some),
         };
         match next {
-            Some(Some(key)) => coalescer.add(key, Instant::now()),
+            Some(Some(Some(key))) => coalescer.add(key, Instant::now()),
+            Some(Some(None)) => coalescer.touch(Instant::now()),
             Some(None) => {}
             None => {
                 for key in std::mem::take(&mut coalescer.pending) {
@@ -124,6 +134,18 @@ mod tests {
     }
 
     #[test]
+    fn other_activity_delays_held_requests_but_does_not_start_a_wait() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new(QUIET, MAX_WAIT);
+        c.touch(t0);
+        assert_eq!(c.deadline(), None);
+        c.add("pc", t0);
+        c.touch(t0 + Duration::from_millis(800));
+        assert!(c.take_due(t0 + QUIET).is_empty());
+        assert_eq!(c.take_due(t0 + Duration::from_millis(1800)), vec!["pc"]);
+    }
+
+    #[test]
     fn a_long_burst_is_sent_at_most_every_max_wait() {
         let t0 = Instant::now();
         let mut c = Coalescer::new(QUIET, MAX_WAIT);
@@ -145,12 +167,13 @@ mod tests {
         let (output, mut output_rx) = mpsc::unbounded();
         let task = tokio::spawn(forward(input_rx, output, Coalescer::new(QUIET, MAX_WAIT)));
         for key in ["b", "a", "b", "a"] {
-            input.unbounded_send(key).unwrap();
+            input.unbounded_send(Some(key)).unwrap();
         }
+        input.unbounded_send(None).unwrap();
         // The paused clock jumps to the deadline once every task waits.
         assert_eq!(output_rx.next().await, Some("a"));
         assert_eq!(output_rx.next().await, Some("b"));
-        input.unbounded_send("c").unwrap();
+        input.unbounded_send(Some("c")).unwrap();
         drop(input);
         assert_eq!(output_rx.next().await, Some("c"));
         assert_eq!(output_rx.next().await, None);

@@ -32,8 +32,9 @@ use crate::{
 /// Where reconcile requests for other objects go.
 pub struct Triggers {
     pub channels: UnboundedSender<ObjectRef<DeploymentChannel>>,
-    /// PhoneConfigurations whose bound channels changed.
-    pub phone_configurations: UnboundedSender<ObjectKey>,
+    /// PhoneConfigurations whose bound channels changed (`Some`), and any
+    /// other channel change (`None`), which delays their batch.
+    pub phone_configurations: UnboundedSender<Option<ObjectKey>>,
 }
 
 /// Drops what the operator never reads, so the caches stay small.
@@ -126,12 +127,15 @@ pub async fn channels(
                     let _ = triggers.channels.unbounded_send(object_ref);
                 }
             }
+            if let Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) = &event {
+                let _ = triggers.phone_configurations.unbounded_send(None);
+            }
             for key in affected.phone_configurations {
                 if phone_configurations
                     .get(&ObjectRef::new(&key.name).within(&key.namespace))
                     .is_some()
                 {
-                    let _ = triggers.phone_configurations.unbounded_send(key);
+                    let _ = triggers.phone_configurations.unbounded_send(Some(key));
                 }
             }
             future::ready(())

@@ -40,14 +40,15 @@ use crate::{
         DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration, PhoneConfigurationStatus,
     },
     index::{Index, ObjectKey},
-    metrics::{ErrorLabels, Metrics},
+    metrics::{ErrorLabels, KindLabels, Metrics, ReconcileLabels},
 };
 use status_writer::StatusWriter;
 
-/// `boundChannels` is written once channel changes have been quiet this long…
-const BOUND_CHANNELS_QUIET: Duration = Duration::from_secs(1);
+/// A PhoneConfiguration's status (its `boundChannels` above all) is written
+/// once channels and PhoneConfigurations have stopped changing for this long…
+const PHONE_CONFIGURATION_QUIET: Duration = Duration::from_secs(1);
 /// …or this long after the first change of a burst.
-const BOUND_CHANNELS_MAX_WAIT: Duration = Duration::from_secs(30);
+const PHONE_CONFIGURATION_MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// The field manager of every status write, the same in every replica.
 pub const FIELD_MANAGER: &str = "deploymentchannel-operator";
@@ -222,6 +223,33 @@ pub fn now() -> Time {
     Time(jiff::Timestamp::from_second(now.as_second()).expect("now is a valid timestamp"))
 }
 
+/// Runs one reconcile, recording its duration and outcome.
+async fn measured(
+    metrics: &Metrics,
+    kind: &'static str,
+    reconcile: impl Future<Output = Result<status_writer::Written, Error>>,
+) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile.await;
+    metrics
+        .reconcile_duration
+        .get_or_create(&KindLabels { kind })
+        .observe(started.elapsed().as_secs_f64());
+    let result_label = match &result {
+        Ok(status_writer::Written::Patched) => "written",
+        Ok(status_writer::Written::Unchanged) => "unchanged",
+        Err(_) => "error",
+    };
+    metrics
+        .reconciles
+        .get_or_create(&ReconcileLabels {
+            kind,
+            result: result_label,
+        })
+        .inc();
+    result.map(|_| Action::await_change())
+}
+
 fn error_policy<K: kube::Resource<DynamicType = ()>>(
     object: Arc<K>,
     error: &Error,
@@ -272,13 +300,15 @@ pub async fn run(
     let index = Arc::new(Mutex::new(Index::default()));
     let readiness = Arc::new(CacheReadiness::default());
     let (channel_trigger, channel_triggers) = mpsc::unbounded::<ObjectRef<DeploymentChannel>>();
-    // PhoneConfigurations whose bound channels changed, batched per burst.
-    let (bound_changed, bound_changes) = mpsc::unbounded::<ObjectKey>();
+    // PhoneConfigurations to reconcile (new specs, changed bound channels),
+    // batched until channel activity settles.
+    let (bound_changed, bound_changes) = mpsc::unbounded::<Option<ObjectKey>>();
+    let spec_changed = bound_changed.clone();
     let (bound_settled, bound_settled_rx) = mpsc::unbounded::<ObjectKey>();
     let coalescing = coalesce::forward(
         bound_changes,
         bound_settled,
-        coalesce::Coalescer::new(BOUND_CHANNELS_QUIET, BOUND_CHANNELS_MAX_WAIT),
+        coalesce::Coalescer::new(PHONE_CONFIGURATION_QUIET, PHONE_CONFIGURATION_MAX_WAIT),
     );
     let phone_triggers =
         bound_settled_rx.map(|key| ObjectRef::new(&key.name).within(&key.namespace));
@@ -330,24 +360,30 @@ pub async fn run(
         .for_each(|_| futures::future::ready(()));
     // A PhoneConfiguration's own status writes come back as watch events:
     // only a new spec (or a status that lags its spec) needs a reconcile.
+    // Those go through the same batch as bound-channel changes, so that a
+    // bulk apply writes each PhoneConfiguration's status once.
     let mut generations: HashMap<ObjectKey, (Option<String>, Option<i64>)> = HashMap::new();
-    let phone_events = phone_events.filter(move |pc| {
+    let phone_spec_changes = phone_events.for_each(move |pc| {
         let current = pc
             .status
             .as_ref()
             .is_some_and(|s| s.observed_generation == pc.metadata.generation);
-        let seen = ObjectKey::of(pc.as_ref()).is_some_and(|key| {
+        if let Some(key) = ObjectKey::of(pc.as_ref()) {
             let version = (pc.metadata.uid.clone(), pc.metadata.generation);
-            generations.insert(key, version.clone()) == Some(version)
-        });
-        futures::future::ready(!(seen && current))
+            let seen = generations.insert(key.clone(), version.clone()) == Some(version);
+            if !(seen && current) {
+                let _ = spec_changed.unbounded_send(Some(key));
+            }
+        }
+        futures::future::ready(())
     });
-    let phone_controller = Controller::for_shared_stream(phone_events, phone_reader.clone())
-        .with_config(config)
-        .reconcile_on(phone_triggers)
-        .graceful_shutdown_on(stopped())
-        .run(reconcile_phone_configuration, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+    let phone_controller =
+        Controller::for_shared_stream(futures::stream::pending(), phone_reader.clone())
+            .with_config(config)
+            .reconcile_on(phone_triggers)
+            .graceful_shutdown_on(stopped())
+            .run(reconcile_phone_configuration, error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
     let synced = {
         let metrics = metrics.clone();
         async move {
@@ -366,7 +402,7 @@ pub async fn run(
         futures::join!(channel_controller, phone_controller, synced);
     };
     let ingest = async move {
-        futures::join!(channel_ingest, phone_ingest, coalescing);
+        futures::join!(channel_ingest, phone_ingest, phone_spec_changes, coalescing);
     };
     tokio::pin!(controllers, ingest, shutdown);
     tokio::select! {

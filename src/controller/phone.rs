@@ -1,18 +1,15 @@
 //! Reconciles one PhoneConfiguration: validate, count bound channels, write
 //! status when it changed.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use kube::{Api, ResourceExt, runtime::controller::Action};
 use tracing::debug;
 
 use super::{Context, Error, status_writer::Written};
 use crate::{
-    api::PhoneConfiguration,
-    index::ObjectKey,
-    metrics::{KindLabels, ReconcileLabels},
-    status::phone_configuration_status,
-    validation::validate_phone_configuration,
+    api::PhoneConfiguration, index::ObjectKey, metrics::KindLabels,
+    status::phone_configuration_status, validation::validate_phone_configuration,
 };
 
 const KIND: &str = "PhoneConfiguration";
@@ -22,25 +19,7 @@ pub async fn reconcile_phone_configuration(
     phone: Arc<PhoneConfiguration>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile(&phone, &ctx).await;
-    ctx.metrics
-        .reconcile_duration
-        .get_or_create(&KindLabels { kind: KIND })
-        .observe(started.elapsed().as_secs_f64());
-    let outcome = match &result {
-        Ok(Written::Patched) => "written",
-        Ok(Written::Unchanged) => "unchanged",
-        Err(_) => "error",
-    };
-    ctx.metrics
-        .reconciles
-        .get_or_create(&ReconcileLabels {
-            kind: KIND,
-            result: outcome,
-        })
-        .inc();
-    result.map(|_| Action::await_change())
+    super::measured(&ctx.metrics, KIND, reconcile(&phone, &ctx)).await
 }
 
 async fn reconcile(phone: &PhoneConfiguration, ctx: &Context) -> Result<Written, Error> {
