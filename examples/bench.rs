@@ -314,34 +314,42 @@ async fn create_all(
     let phones: Api<PhoneConfiguration> = Api::namespaced(client.clone(), ns);
     let channels: Api<DeploymentChannel> = Api::namespaced(client.clone(), ns);
     let params = PatchParams::apply("bench").force();
-    stream::iter(work.phones.iter().map(Ok))
-        .try_for_each_concurrent(CONCURRENCY, |pc| {
+    let created_phones: Vec<PhoneConfiguration> = stream::iter(work.phones.iter())
+        .map(|pc| {
             let phones = phones.clone();
             let params = params.clone();
             async move {
                 let name = pc["metadata"]["name"].as_str().unwrap();
-                phones
-                    .patch(name, &params, &Patch::Apply(pc))
+                let apply = Patch::Apply(pc);
+                retry(|| phones.patch(name, &params, &apply))
                     .await
-                    .map(drop)
                     .map_err(|e| format!("{name}: {e}"))
             }
         })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
         .await?;
+    // The floor writes the very statuses the operator computes, so both send the same bytes.
+    let statuses = if write_status {
+        expected_statuses(ns, work, &created_phones)
+    } else {
+        HashMap::new()
+    };
     for wave in [&work.channels, &work.losers] {
         stream::iter(wave.iter().map(Ok))
             .try_for_each_concurrent(CONCURRENCY, |(object, _)| {
                 let channels = channels.clone();
                 let params = params.clone();
+                let statuses = &statuses;
                 async move {
                     let name = object["metadata"]["name"].as_str().unwrap();
                     let apply = Patch::Apply(object);
                     let created = retry(|| channels.patch(name, &params, &apply)).await.map_err(|e| format!("{name}: {e}"))?;
-                    if write_status {
-                        let status = json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "DeploymentChannel", "status": {
-                            "observedGeneration": created.metadata.generation,
-                            "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "floor",
-                                            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": created.metadata.generation}]}});
+                    if let Some(status) = statuses.get(name) {
+                        let mut status = status.clone();
+                        status.observed_generation = created.metadata.generation;
+                        status.conditions.iter_mut().for_each(|c| c.observed_generation = created.metadata.generation);
+                        let status = json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "DeploymentChannel", "status": status});
                         let floor = PatchParams::apply("bench-floor").force();
                         let apply = Patch::Apply(&status);
                         retry(|| channels.patch_status(name, &floor, &apply))
@@ -353,12 +361,103 @@ async fn create_all(
             })
             .await?;
     }
+    if write_status {
+        // And each PhoneConfiguration's status once, as the operator writes it when the burst settles.
+        let mut bound: HashMap<&str, usize> = HashMap::new();
+        for (channel, _) in work.channels.iter().chain(&work.losers) {
+            if let Some(pc) = channel["spec"]["configuration"]["phoneConfigurationId"].as_str() {
+                *bound.entry(pc).or_default() += 1;
+            }
+        }
+        let time = deploymentchannel_operator::controller::now();
+        stream::iter(created_phones.iter().map(Ok))
+            .try_for_each_concurrent(CONCURRENCY, |pc| {
+                let phones = phones.clone();
+                let name = pc.metadata.name.clone().unwrap_or_default();
+                let validation = deploymentchannel_operator::validation::validate_phone_configuration(&pc.spec);
+                let status = deploymentchannel_operator::status::phone_configuration_status(
+                    pc.metadata.generation,
+                    &validation,
+                    bound.get(name.as_str()).copied().unwrap_or(0),
+                    None,
+                    &time,
+                );
+                async move {
+                    let status = json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "PhoneConfiguration", "status": status});
+                    let floor = PatchParams::apply("bench-floor").force();
+                    let apply = Patch::Apply(&status);
+                    retry(|| phones.patch_status(&name, &floor, &apply)).await.map(drop).map_err(|e| format!("{name} status: {e}"))
+                }
+            })
+            .await?;
+    }
     Ok(())
 }
 
-/// Retries a request the API server failed with an internal error while
-/// evaluating CEL rules (a race in some servers' CEL evaluation under
-/// concurrent requests), as the operator's own backoff does.
+/// The status the operator computes for each channel of the workload, with
+/// the operator's own pure code (claims go to the first wave, as created).
+fn expected_statuses(
+    ns: &str,
+    work: &Workload,
+    phones: &[PhoneConfiguration],
+) -> HashMap<String, deploymentchannel_operator::api::DeploymentChannelStatus> {
+    use deploymentchannel_operator::{
+        controller::now,
+        index::{Index, ObjectKey},
+        status::{ChannelFacts, channel_status},
+        validation::validate_channel,
+    };
+    let channels: Vec<DeploymentChannel> = work
+        .channels
+        .iter()
+        .chain(&work.losers)
+        .enumerate()
+        .map(|(position, (object, _))| {
+            let mut channel: DeploymentChannel =
+                serde_json::from_value(object.clone()).expect("a workload channel");
+            channel.metadata.namespace = Some(ns.to_string());
+            channel.metadata.creation_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    jiff::Timestamp::from_second(position as i64).unwrap(),
+                ));
+            channel
+        })
+        .collect();
+    let mut index = Index::default();
+    channels.iter().for_each(|c| {
+        index.apply(c);
+    });
+    let by_name: HashMap<&str, &PhoneConfiguration> = phones
+        .iter()
+        .map(|p| (p.metadata.name.as_deref().unwrap_or_default(), p))
+        .collect();
+    let time = now();
+    channels
+        .iter()
+        .map(|channel| {
+            let name = channel.metadata.name.clone().unwrap_or_default();
+            let validation = validate_channel(&channel.spec);
+            let phone = validation
+                .as_ref()
+                .ok()
+                .and_then(|v| v.phone_configuration())
+                .and_then(|p| by_name.get(p).copied());
+            let holder = index.claim_holder(&ObjectKey::new(ns, &name));
+            let facts = ChannelFacts {
+                namespace: ns,
+                generation: Some(1),
+                validation: &validation,
+                phone_configuration: phone,
+                claim_holder: holder.as_ref(),
+            };
+            (name, channel_status(&facts, None, &time))
+        })
+        .collect()
+}
+
+/// Retries a request the API server refused with 422 although every object
+/// here passes admission: some servers' CEL evaluation (1.24) races under
+/// concurrent requests and fails valid objects now and then.
 async fn retry<T, F, Fut>(mut request: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,

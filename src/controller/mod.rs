@@ -208,12 +208,12 @@ impl Context {
             .remove(key);
     }
 
-    /// Exponential backoff per object: 1 s, 2 s, 4 s … capped at 5 minutes.
+    /// Exponential backoff per object: 250 ms, 500 ms, 1 s … capped at 5 minutes.
     fn backoff(&self, key: ObjectKey) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let count = failures.entry(key).or_insert(0);
         *count = count.saturating_add(1);
-        Duration::from_secs(1u64 << (*count - 1).min(9)).min(Duration::from_secs(300))
+        (Duration::from_millis(250) * (1u32 << (*count - 1).min(11))).min(Duration::from_secs(300))
     }
 }
 
