@@ -13,20 +13,25 @@ fn run_args(args: &[&str]) -> RunArgs {
     }
 }
 
+/// The environment twins of every `run` option.
+const RUN_ENV: [&str; 11] = [
+    "WATCH_NAMESPACE",
+    "LISTEN_ADDRESS",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "LEADER_ELECTION",
+    "LEASE_NAME",
+    "LEASE_NAMESPACE",
+    "LEASE_DURATION_SECONDS",
+    "POD_NAME",
+    "CONCURRENCY",
+    "SHUTDOWN_TIMEOUT_SECONDS",
+];
+
 #[test]
 fn run_defaults() {
     // Environment twins must not leak into this test.
-    for var in [
-        "WATCH_NAMESPACE",
-        "LISTEN_ADDRESS",
-        "LOG_FORMAT",
-        "LOG_LEVEL",
-        "LEADER_ELECTION",
-        "LEASE_NAME",
-        "LEASE_NAMESPACE",
-        "POD_NAME",
-        "CONCURRENCY",
-    ] {
+    for var in RUN_ENV {
         assert!(
             std::env::var_os(var).is_none(),
             "{var} is set in the test environment"
@@ -105,19 +110,7 @@ fn every_run_option_has_an_environment_twin_in_help() {
         .unwrap()
         .render_long_help()
         .to_string();
-    for var in [
-        "WATCH_NAMESPACE",
-        "LISTEN_ADDRESS",
-        "LOG_FORMAT",
-        "LOG_LEVEL",
-        "LEADER_ELECTION",
-        "LEASE_NAME",
-        "LEASE_NAMESPACE",
-        "LEASE_DURATION_SECONDS",
-        "POD_NAME",
-        "CONCURRENCY",
-        "SHUTDOWN_TIMEOUT_SECONDS",
-    ] {
+    for var in RUN_ENV {
         assert!(
             help.contains(&format!("[env: {var}=")),
             "{var} missing from:\n{help}"

@@ -108,6 +108,23 @@ fn context(
     (Arc::new(ctx), handle)
 }
 
+/// The status of `channel` resolved to `pc`, as computed at `time`.
+fn resolved_status(
+    channel: &DeploymentChannel,
+    pc: &PhoneConfiguration,
+    time: &Time,
+) -> DeploymentChannelStatus {
+    let validation = validate_channel(&channel.spec);
+    let facts = ChannelFacts {
+        namespace: NS,
+        generation: channel.metadata.generation,
+        validation: &validation,
+        phone_configuration: Some(pc),
+        claim_holder: None,
+    };
+    channel_status(&facts, None, time)
+}
+
 async fn body_json(request: Request<Body>) -> Value {
     let bytes = request.into_body().collect().await.unwrap().to_bytes();
     serde_json::from_slice(&bytes).unwrap()
@@ -173,17 +190,9 @@ async fn resolved_channel_gets_exactly_one_status_patch() {
 async fn unchanged_status_sends_nothing() {
     let mut channel = calls_channel("+12125551234");
     let pc = phone_configuration();
-    let validation = validate_channel(&channel.spec);
-    let facts = ChannelFacts {
-        namespace: NS,
-        generation: channel.metadata.generation,
-        validation: &validation,
-        phone_configuration: Some(&pc),
-        claim_holder: None,
-    };
     // Stored an hour ago: same statuses, so the old transition times stay and nothing is written.
     let earlier = Time(jiff::Timestamp::from_second(1_699_996_400).unwrap());
-    channel.status = Some(channel_status(&facts, None, &earlier));
+    channel.status = Some(resolved_status(&channel, &pc, &earlier));
     let (ctx, handle) = context(std::slice::from_ref(&channel), &[pc]);
     // Any request would now fail, and so would the reconcile.
     drop(handle);
@@ -200,16 +209,11 @@ async fn unchanged_status_sends_nothing() {
 #[tokio::test]
 async fn losing_readiness_patches_status_then_records_one_event() {
     let mut channel = calls_channel("+12125551234");
-    let pc = phone_configuration();
-    let validation = validate_channel(&channel.spec);
-    let facts = ChannelFacts {
-        namespace: NS,
-        generation: channel.metadata.generation,
-        validation: &validation,
-        phone_configuration: Some(&pc),
-        claim_holder: None,
-    };
-    channel.status = Some(channel_status(&facts, None, &fixed_now()));
+    channel.status = Some(resolved_status(
+        &channel,
+        &phone_configuration(),
+        &fixed_now(),
+    ));
     // The PhoneConfiguration is gone from the cache.
     let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[]);
     let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel.clone()), ctx.clone()));
