@@ -30,7 +30,7 @@ use std::{
 
 use deploymentchannel_operator::api::{DeploymentChannel, PhoneConfiguration};
 use futures::{StreamExt, TryStreamExt, stream};
-use harness::{SKIP_REASON, TestEnv, http_get, metric_value};
+use harness::{SKIP_REASON, TestEnv, api_requests, http_get, is_write, metric_value};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
@@ -626,21 +626,8 @@ impl Operator {
     async fn requests_by_verb(&self) -> BTreeMap<String, f64> {
         let (_, body) = self.get("/metrics").await.unwrap_or_default();
         let mut by_verb = BTreeMap::new();
-        for line in body
-            .lines()
-            .filter(|l| l.starts_with("deploymentchannel_operator_api_requests_total{"))
-        {
-            let verb = line
-                .split("verb=\"")
-                .nth(1)
-                .and_then(|v| v.split('"').next())
-                .unwrap_or("?");
-            let value: f64 = line
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0);
-            *by_verb.entry(verb.to_string()).or_default() += value;
+        for ((verb, _, _), count) in api_requests(&body) {
+            *by_verb.entry(verb).or_default() += count as f64;
         }
         by_verb
     }
@@ -650,12 +637,7 @@ impl Operator {
         self.requests_by_verb()
             .await
             .iter()
-            .filter(|(verb, _)| {
-                matches!(
-                    verb.as_str(),
-                    "create" | "update" | "patch" | "delete" | "deletecollection"
-                )
-            })
+            .filter(|(verb, _)| is_write(verb))
             .map(|(_, n)| n)
             .fold(0.0, |sum, n| sum + n)
     }

@@ -20,7 +20,7 @@ use crate::{
     field_error::FieldError,
     index::{Index, ObjectKey},
     status::{ChannelFacts, channel_status, condition, reason},
-    validation::{check_object_name, validate_channel, validate_phone_configuration},
+    validation::{ValidChannel, check_object_name, validate_channel, validate_phone_configuration},
 };
 
 /// One YAML document of an input.
@@ -172,10 +172,12 @@ pub struct Options {
 
 const API_VERSION: &str = "interactions.dev/v1alpha1";
 
-/// An object that passed the per-object checks, kept for the cross-object ones.
-struct Checked<'a, T> {
+/// A channel that passed the per-object checks, kept for the cross-object ones.
+struct Checked<'a> {
     document: &'a Document,
-    object: T,
+    object: DeploymentChannel,
+    /// The controller's validation of `object` (it passed).
+    validation: Result<ValidChannel, Vec<FieldError>>,
 }
 
 /// Judges every document.
@@ -240,9 +242,10 @@ pub fn check(documents: &[Document], options: Options) -> Report {
         if kind == "DeploymentChannel" {
             match serde_json::from_value::<DeploymentChannel>(document.value.clone()) {
                 Ok(channel) => match validate_channel(&channel.spec) {
-                    Ok(_) => channels.push(Checked {
+                    Ok(valid) => channels.push(Checked {
                         document,
                         object: channel,
+                        validation: Ok(valid),
                     }),
                     Err(errors) => errors
                         .iter()
@@ -273,7 +276,7 @@ pub fn check(documents: &[Document], options: Options) -> Report {
 
 /// References and conflicts, as the controller computes them.
 fn check_channels_together(
-    channels: &[Checked<'_, DeploymentChannel>],
+    channels: &[Checked<'_>],
     phones: &BTreeMap<ObjectKey, PhoneConfiguration>,
     options: Options,
     report: &mut Report,
@@ -292,7 +295,7 @@ fn check_channels_together(
         let namespace = namespace_of(&channel.document.value);
         let name = channel.object.metadata.name.clone().unwrap_or_default();
         let key = ObjectKey::new(namespace.clone(), name.clone());
-        let validation = validate_channel(&channel.object.spec);
+        let validation = &channel.validation;
         let phone = validation
             .as_ref()
             .ok()
@@ -302,7 +305,7 @@ fn check_channels_together(
         let facts = ChannelFacts {
             namespace: &namespace,
             generation: None,
-            validation: &validation,
+            validation,
             phone_configuration: phone,
             claim_holder: holder.as_ref(),
         };

@@ -13,26 +13,8 @@ use deploymentchannel_operator::metrics::Metrics;
 pub struct RequestCounts(pub Arc<Metrics>);
 
 impl RequestCounts {
-    /// Requests by (verb, resource, code), e.g. ("patch", "deploymentchannels/status", "200").
     fn by_code(&self) -> BTreeMap<(String, String, String), u64> {
-        let text = self.0.render();
-        let label = |line: &str, name: &str| {
-            line.split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|v| v.split('"').next())
-                .unwrap_or_default()
-                .to_string()
-        };
-        text.lines()
-            .filter(|l| l.starts_with("deploymentchannel_operator_api_requests_total{"))
-            .filter_map(|l| {
-                let count = l.rsplit(' ').next()?.parse().ok()?;
-                Some((
-                    (label(l, "verb"), label(l, "resource"), label(l, "code")),
-                    count,
-                ))
-            })
-            .collect()
+        crate::harness::api_requests(&self.0.render())
     }
 
     /// Requests by (verb, resource).

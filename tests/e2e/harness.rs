@@ -431,3 +431,33 @@ pub fn metric_value(text: &str, name: &str, labels: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .fold(0.0, |sum, n| sum + n)
 }
+
+/// The operator's `api_requests_total` samples in Prometheus text, by
+/// (verb, resource, code).
+pub fn api_requests(text: &str) -> std::collections::BTreeMap<(String, String, String), u64> {
+    let label = |line: &str, name: &str| {
+        line.split(&format!("{name}=\""))
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    text.lines()
+        .filter(|l| l.starts_with("deploymentchannel_operator_api_requests_total{"))
+        .filter_map(|l| {
+            let count = l.rsplit(' ').next()?.parse().ok()?;
+            Some((
+                (label(l, "verb"), label(l, "resource"), label(l, "code")),
+                count,
+            ))
+        })
+        .collect()
+}
+
+/// Whether a request verb changes something.
+pub fn is_write(verb: &str) -> bool {
+    matches!(
+        verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    )
+}

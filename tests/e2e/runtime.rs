@@ -79,6 +79,16 @@ impl Replica {
         metric_value(&body, name, labels)
     }
 
+    /// Waits until `path` answers 200.
+    async fn wait_ok(&self, ctx: &Ctx, path: &str) {
+        ctx.eventually(
+            &format!("{} on {}", path, self.address),
+            Duration::from_secs(30),
+            || async { self.get(path).await.filter(|(code, _)| *code == 200) },
+        )
+        .await;
+    }
+
     fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -108,24 +118,9 @@ fn web(name: &str, url: &str) -> serde_json::Value {
 
 async fn binary_serves_metrics_and_probes(ctx: Ctx) {
     let replica = Replica::start(&ctx, &[]);
-    ctx.eventually("/healthz", Duration::from_secs(30), || async {
-        replica
-            .get("/healthz")
-            .await
-            .filter(|(code, _)| *code == 200)
-    })
-    .await;
-    ctx.eventually(
-        "/readyz after the caches sync",
-        Duration::from_secs(30),
-        || async {
-            replica
-                .get("/readyz")
-                .await
-                .filter(|(code, _)| *code == 200)
-        },
-    )
-    .await;
+    replica.wait_ok(&ctx, "/healthz").await;
+    // Ready once the caches have synced.
+    replica.wait_ok(&ctx, "/readyz").await;
     assert_eq!(
         replica
             .metric("deploymentchannel_operator_caches_synced", "")
@@ -227,19 +222,9 @@ async fn leader_election_fails_over_and_sigterm_releases_the_lease(ctx: Ctx) {
     .await;
     let args_b = election("replica-b");
     let b = Replica::start(&ctx, &args_b.iter().map(String::as_str).collect::<Vec<_>>());
-    for (replica, name) in [(&a, "replica-a"), (&b, "replica-b")] {
-        ctx.eventually(
-            &format!("{name} /readyz"),
-            Duration::from_secs(30),
-            || async {
-                replica
-                    .get("/readyz")
-                    .await
-                    .filter(|(code, _)| *code == 200)
-            },
-        )
-        .await;
-    }
+    // The leader once synced, the standby at once.
+    a.wait_ok(&ctx, "/readyz").await;
+    b.wait_ok(&ctx, "/readyz").await;
     assert_eq!(a.metric("deploymentchannel_operator_leader", "").await, 1.0);
     assert_eq!(b.metric("deploymentchannel_operator_leader", "").await, 0.0);
 
