@@ -17,10 +17,10 @@ use serde_json::Value;
 use crate::{
     admission::AdmissionChecker,
     api::{DeploymentChannel, PhoneConfiguration},
-    field_error::FieldError,
+    field_error::{FieldError, Reason},
     index::{Index, ObjectKey},
     status::{ChannelFacts, channel_status, condition, reason},
-    validation::{ValidChannel, check_object_name, validate_channel, validate_phone_configuration},
+    validation::{ValidChannel, validate_channel, validate_phone_configuration},
 };
 
 /// One YAML document of an input.
@@ -139,6 +139,9 @@ pub struct Problem {
     pub kind: String,
     pub name: String,
     pub field: String,
+    /// The kind of problem, as in the API server's Status causes.
+    pub reason: Reason,
+    /// What is wrong, worded as `kubectl apply` words it after the field.
     pub message: String,
 }
 
@@ -207,34 +210,33 @@ pub fn check(documents: &[Document], options: Options) -> Report {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("<unnamed>");
-        let mut problem = |field: &str, message: String| {
+        let mut problem = |error: &FieldError| {
             report.problems.push(Problem {
                 file: document.source.clone(),
                 document: document.index,
                 kind: kind.to_string(),
                 name: name.to_string(),
-                field: field.to_string(),
-                message,
+                field: error.field.clone(),
+                reason: error.reason,
+                message: error.message.clone(),
             })
         };
         if api_version != API_VERSION {
-            problem(
+            problem(&FieldError::not_supported(
                 "apiVersion",
-                format!("must be {API_VERSION}, not {api_version:?}"),
-            );
+                &Value::from(api_version),
+                &[Value::from(API_VERSION)],
+            ));
             continue;
         }
-        let mut errors = object_name_errors(&document.value);
         let checker = if kind == "DeploymentChannel" {
             AdmissionChecker::deployment_channel()
         } else {
             AdmissionChecker::phone_configuration()
         };
-        errors.extend(checker.check(&document.value, None));
+        let errors = checker.check(&document.value, None);
         if !errors.is_empty() {
-            errors
-                .iter()
-                .for_each(|e| problem(&e.field, e.message.clone()));
+            errors.iter().for_each(&mut problem);
             continue;
         }
         // Past admission: the controller's semantic validation.
@@ -247,23 +249,19 @@ pub fn check(documents: &[Document], options: Options) -> Report {
                         object: channel,
                         validation: Ok(valid),
                     }),
-                    Err(errors) => errors
-                        .iter()
-                        .for_each(|e| problem(&e.field, e.message.clone())),
+                    Err(errors) => errors.iter().for_each(&mut problem),
                 },
-                Err(e) => problem("spec", format!("cannot be read: {e}")),
+                Err(e) => problem(&FieldError::new("spec", format!("cannot be read: {e}"))),
             }
         } else {
             match serde_json::from_value::<PhoneConfiguration>(document.value.clone()) {
                 Ok(phone) => {
                     if let Err(errors) = validate_phone_configuration(&phone.spec) {
-                        errors
-                            .iter()
-                            .for_each(|e| problem(&e.field, e.message.clone()));
+                        errors.iter().for_each(&mut problem);
                     }
                     phones.insert(key, phone);
                 }
-                Err(e) => problem("spec", format!("cannot be read: {e}")),
+                Err(e) => problem(&FieldError::new("spec", format!("cannot be read: {e}"))),
             }
         }
     }
@@ -352,6 +350,7 @@ fn check_channels_together(
             kind: "DeploymentChannel".into(),
             name,
             field: field.into(),
+            reason: Reason::Invalid,
             message,
         });
     }
@@ -365,20 +364,6 @@ fn namespace_of(value: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()
-}
-
-/// The API server refuses an object without a valid name.
-fn object_name_errors(value: &Value) -> Vec<FieldError> {
-    match value.pointer("/metadata/name").and_then(Value::as_str) {
-        None => vec![FieldError::new("metadata.name", "is required")],
-        Some(name) => match check_object_name(name) {
-            Ok(()) => vec![],
-            Err(problem) => vec![FieldError::new(
-                "metadata.name",
-                format!("{name:?} is not a valid Kubernetes name: {problem}"),
-            )],
-        },
-    }
 }
 
 #[cfg(test)]

@@ -41,12 +41,12 @@ fn a_directory_prints_exactly_the_invalid_objects_and_exits_1() {
     let out = validate(&["tests/data/manifests"], None);
     assert_eq!(out.status.code(), Some(1));
     let expected = [
-        "tests/data/manifests/problems.yaml:1: DeploymentChannel/web-with-phone: spec.configuration.phoneConfigurationId: is only allowed when deploymentType is CALLS or SMS",
+        "tests/data/manifests/problems.yaml:1: DeploymentChannel/web-with-phone: spec.configuration.phoneConfigurationId: Forbidden: only allowed when deploymentType is CALLS or SMS",
         "tests/data/manifests/problems.yaml:2: DeploymentChannel/unassigned-number: spec.channelIdentifier: +99912345678 is not a valid phone number: invalid country code",
         "tests/data/manifests/problems.yaml:3: DeploymentChannel/missing-phone: spec.configuration.phoneConfigurationId: PhoneConfigurationNotFound: PhoneConfiguration \"no-such-line\" does not exist in the same namespace",
         "tests/data/manifests/problems.yaml:4: DeploymentChannel/website-copy: spec.channelIdentifier: IdentifierConflict: WEB https://SHOP.example.com/ is also claimed by DeploymentChannel \"website\" (tests/data/manifests/base.yaml:4)",
-        "tests/data/manifests/problems.yaml:5: DeploymentChannel/mobile-mismatch: spec.configuration.packageName: must equal spec.channelIdentifier when deploymentType is MOBILE",
-        "tests/data/manifests/problems.yaml:6: PhoneConfiguration/no-capabilities: spec.capabilities: [] has less than 1 item",
+        "tests/data/manifests/problems.yaml:5: DeploymentChannel/mobile-mismatch: spec.configuration.packageName: Invalid value: \"com.example.other\" must equal spec.channelIdentifier \"com.example.app\" when deploymentType is MOBILE",
+        "tests/data/manifests/problems.yaml:6: PhoneConfiguration/no-capabilities: spec.capabilities: Invalid value: 0: spec.capabilities in body should have at least 1 items",
     ];
     assert_eq!(text(&out.stdout).lines().collect::<Vec<_>>(), expected);
     assert_eq!(

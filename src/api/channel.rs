@@ -54,39 +54,14 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(
-    cel,
-    validation = Rule::new("!(self.deploymentType in ['CALLS', 'SMS']) || has(self.configuration.phoneConfigurationId)")
-        .message("spec.configuration.phoneConfigurationId is required when deploymentType is CALLS or SMS: set it to the name of a PhoneConfiguration in this namespace"),
-    validation = Rule::new("!has(self.configuration.phoneConfigurationId) || self.deploymentType in ['CALLS', 'SMS']")
-        .message("spec.configuration.phoneConfigurationId is only allowed when deploymentType is CALLS or SMS"),
-    validation = Rule::new("!has(self.configuration.communicationType) || self.deploymentType == 'WEB'")
-        .message("spec.configuration.communicationType is only allowed when deploymentType is WEB"),
-    validation = Rule::new("!has(self.configuration.widgetConfiguration) || self.deploymentType == 'WEB'")
-        .message("spec.configuration.widgetConfiguration is only allowed when deploymentType is WEB"),
-    validation = Rule::new("self.deploymentType != 'MOBILE' || has(self.configuration.packageName)")
-        .message("spec.configuration.packageName is required when deploymentType is MOBILE: set it to the same value as spec.channelIdentifier"),
-    validation = Rule::new("self.deploymentType != 'MOBILE' || has(self.configuration.platform)")
-        .message("spec.configuration.platform is required when deploymentType is MOBILE: set it to IOS or ANDROID"),
-    validation = Rule::new("!has(self.configuration.packageName) || self.deploymentType == 'MOBILE'")
-        .message("spec.configuration.packageName is only allowed when deploymentType is MOBILE"),
-    validation = Rule::new("!has(self.configuration.platform) || self.deploymentType == 'MOBILE'")
-        .message("spec.configuration.platform is only allowed when deploymentType is MOBILE"),
-    validation = Rule::new(r"!(self.deploymentType in ['CALLS', 'SMS']) || self.channelIdentifier.matches('^\\+[1-9][0-9]{1,14}$')")
-        .message("spec.channelIdentifier must be a phone number in E.164 format when deploymentType is CALLS or SMS: '+', then 2 to 15 digits, no leading 0 (for example +12125551234)"),
-    validation = Rule::new(r"self.deploymentType != 'WEB' || self.channelIdentifier.matches('^https?://[^/?#@\\s]+([/?#]\\S*)?$')")
-        .message("spec.channelIdentifier must be an absolute http:// or https:// URL with a host and no user-info when deploymentType is WEB (for example https://example.com)"),
-    validation = Rule::new(r"self.deploymentType != 'MOBILE' || self.channelIdentifier.matches('^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)+$')")
-        .message("spec.channelIdentifier must be an app bundle ID or package name in reverse-DNS form when deploymentType is MOBILE (for example com.example.app)"),
-    validation = Rule::new("self.deploymentType != 'MOBILE' || !has(self.configuration.packageName) || self.configuration.packageName == self.channelIdentifier")
-        .message("spec.configuration.packageName must equal spec.channelIdentifier when deploymentType is MOBILE"),
-)]
+#[x_kube(cel)]
+#[schemars(transform = super::rules::add_spec_rules)]
 pub struct DeploymentChannelSpec {
     /// Type of channel: CALLS (voice telephony), SMS (text messaging), WEB
     /// (browser chat widget) or MOBILE (native app). Immutable: a channel is
     /// 1:1 with its type; create a new DeploymentChannel to change it.
     #[x_kube(validation = Rule::new("self == oldSelf")
-        .message("spec.deploymentType is immutable: a channel is 1:1 with its type, create a new DeploymentChannel instead"))]
+        .message("is immutable: a channel is 1:1 with its type, create a new DeploymentChannel instead"))]
     pub deployment_type: DeploymentType,
 
     /// Human-readable name for administration, 1 to 256 characters.
@@ -162,8 +137,7 @@ pub struct ChannelConfiguration {
     /// the same namespace that backs this channel's phone number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")
-        .message("spec.configuration.phoneConfigurationId must be the metadata.name of a PhoneConfiguration: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (underscores are not allowed in Kubernetes names)"))]
+    #[schemars(transform = super::rules::object_name_rule)]
     pub phone_configuration_id: Option<String>,
 
     /// WEB (optional): communication protocol. Only UNIFIED exists; absent

@@ -3,9 +3,11 @@
 
 mod channel;
 mod phone;
+mod rules;
 
 pub use channel::*;
 pub use phone::*;
+pub use rules::{E164_PATTERN, OBJECT_NAME_PATTERN, RuleReason, SpecRule, spec_rules};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
@@ -13,14 +15,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 pub const GROUP: &str = "interactions.dev";
 /// API version of both kinds.
 pub const VERSION: &str = "v1alpha1";
-
-/// Longest E.164 number: `+` and 15 digits.
-pub const E164_MAX_LEN: u32 = 16;
-/// CEL/RE2 form of the E.164 shape (`+`, then 2–15 digits, no leading 0).
-pub const E164_PATTERN: &str = r"^\+[1-9][0-9]{1,14}$";
-/// RE2 form of a lower-case RFC 1123 subdomain, the shape of a Kubernetes object name.
-pub const DNS1123_SUBDOMAIN_PATTERN: &str =
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// Looks up a condition by type in a status condition list.
 pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {

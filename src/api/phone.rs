@@ -60,8 +60,7 @@ pub struct PhoneConfigurationSpec {
     /// (for example +12125551234). Channels using this configuration must
     /// have the same number as their channelIdentifier.
     #[schemars(length(min = 3, max = 16))]
-    #[x_kube(validation = Rule::new(r"self.matches('^\\+[1-9][0-9]{1,14}$')")
-        .message("spec.phoneNumber must be a phone number in E.164 format: '+', then 2 to 15 digits, no leading 0 (for example +12125551234)"))]
+    #[schemars(transform = super::rules::e164_rule)]
     pub phone_number: String,
 
     /// Telephony provider that serves the number, 1 to 63 characters.

@@ -178,7 +178,7 @@ fn validate_exit_codes_and_output() {
     assert_eq!(code, exit::INVALID);
     assert_eq!(
         out,
-        "bad.yaml:1: DeploymentChannel/site: spec.channelIdentifier: must be an absolute http:// or https:// URL with a host and no user-info when deploymentType is WEB (for example https://example.com)\n"
+        "bad.yaml:1: DeploymentChannel/site: spec.channelIdentifier: Invalid value: \"ftp://example.com\" is not an absolute http:// or https:// URL with a host and no user-info, which WEB channels need (for example https://example.com)\n"
     );
 
     let (code, _, err) = run_validate(&[("ok.yaml", VALID)], &["missing.yaml"]);

@@ -53,8 +53,8 @@ spec: {{deploymentType: WEB, channelIdentifier: 'ftp://example.com', configurati
     assert_eq!(
         problems(&text),
         vec![
-            "channels.yaml:2: DeploymentChannel/web: spec.channelIdentifier: must be an absolute http:// or https:// URL with a host and no user-info when deploymentType is WEB (for example https://example.com)",
-            "channels.yaml:2: DeploymentChannel/web: spec.configuration.phoneConfigurationId: is only allowed when deploymentType is CALLS or SMS",
+            "channels.yaml:2: DeploymentChannel/web: spec.channelIdentifier: Invalid value: \"ftp://example.com\" is not an absolute http:// or https:// URL with a host and no user-info, which WEB channels need (for example https://example.com)",
+            "channels.yaml:2: DeploymentChannel/web: spec.configuration.phoneConfigurationId: Forbidden: only allowed when deploymentType is CALLS or SMS",
         ]
     );
 }
@@ -128,12 +128,12 @@ fn identifier_conflicts_among_the_documents() {
 #[test]
 fn names_and_versions_are_checked() {
     let found = problems(&CALLS.replace("chan-abc123", "chan_abc123"));
-    assert!(found[0].starts_with("channels.yaml:1: DeploymentChannel/chan_abc123: metadata.name: \"chan_abc123\" is not a valid Kubernetes name: underscores"), "{found:#?}");
+    assert!(found[0].starts_with("channels.yaml:1: DeploymentChannel/chan_abc123: metadata.name: Invalid value: \"chan_abc123\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters"), "{found:#?}");
     let found = problems(&CALLS.replace("v1alpha1", "v1"));
     assert_eq!(
         found,
         vec![
-            "channels.yaml:1: DeploymentChannel/chan-abc123: apiVersion: must be interactions.dev/v1alpha1, not \"interactions.dev/v1\""
+            "channels.yaml:1: DeploymentChannel/chan-abc123: apiVersion: Unsupported value: \"interactions.dev/v1\": supported values: \"interactions.dev/v1alpha1\""
         ]
     );
 }

@@ -298,7 +298,7 @@ async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
         .get(NAME)
         .await
         .expect("the Deployment");
-    let spec = deployment.spec;
+    let spec = deployment.spec.expect("a Deployment spec");
     assert_eq!(spec.replicas, Some(2));
     let pod = spec.template.spec.expect("pod spec");
     assert_eq!(pod.service_account_name.as_deref(), Some(NAME));
