@@ -30,9 +30,10 @@ crds:
 install-crds:
 	kubectl apply --server-side -k crds/
 
-## Install the CRDs and run the operator against the current kube context.
-run: install-crds
-	$(CARGO) run --bin $(BIN) -- run
+## Install the CRDs and run the operator against the current kube context, or a
+## throwaway local control plane from KUBEBUILDER_ASSETS when none is reachable.
+run:
+	$(CARGO) run --quiet --bin $(BIN) -- dev
 
 ## End-to-end tests against a real control plane (KUBEBUILDER_ASSETS or USE_EXISTING_CLUSTER=true).
 e2e:

@@ -176,7 +176,7 @@ fn main() {
         };
         let measured = env.block_on(async {
             env.install_crds().await?;
-            eprintln!("bench: N={n} on API server 1.{}", env.server_minor);
+            eprintln!("bench: N={n} on API server {}", env.server_version);
             measure(&env, n, idle).await
         });
         // Stop the control plane before exiting: `exit` runs no destructors.

@@ -19,6 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the controllers against the current kube context (in-cluster config in a pod).
     Run(RunArgs),
+    /// Install the CRDs and run the controllers against the current kube context or,
+    /// when none is reachable and KUBEBUILDER_ASSETS is set, a throwaway local control plane.
+    Dev(RunArgs),
     /// Check manifest files as the API server and the controller would, without a cluster.
     Validate(ValidateArgs),
     /// Print both CRDs as multi-document YAML, ready for `kubectl apply -f -`.
@@ -190,6 +193,7 @@ pub fn main() -> ExitCode {
             ));
         }
         Command::Run(args) => crate::runtime::main(args),
+        Command::Dev(args) => crate::dev::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

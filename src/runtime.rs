@@ -110,6 +110,7 @@ pub async fn run_with(
         .context("cannot build a Kubernetes client")?
         .with_layer(&ApiMetricsLayer(metrics.clone()))
         .build();
+    tokio::spawn(warn_if_unsupported(client.clone()));
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let listener = tokio::net::TcpListener::bind(args.listen_address)
         .await
@@ -139,6 +140,17 @@ pub async fn run_with(
     }
     info!("stopped");
     result
+}
+
+/// Logs the server's version, and a warning when it is older than supported.
+async fn warn_if_unsupported(client: Client) {
+    match client.apiserver_version().await {
+        Ok(info) => match crate::compatibility::too_old(&info) {
+            Some(warning) => warn!("{warning}"),
+            None => info!(version = %info.git_version, "API server"),
+        },
+        Err(e) => warn!(error = %e, "cannot read the API server's version"),
+    }
 }
 
 /// Runs the controllers until shutdown; in-flight reconciles get `grace` to finish.

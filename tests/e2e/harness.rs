@@ -10,31 +10,30 @@
 #![allow(dead_code)]
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
 };
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::{
-    Api, Client, Config,
-    api::{Patch, PatchParams},
-    config::{KubeConfigOptions, Kubeconfig},
+use deploymentchannel_operator::compatibility;
+use deploymentchannel_operator::local_cluster::{
+    LocalCluster, config_from, find_on_path, install_crds,
 };
-use tempfile::TempDir;
+use kube::{Client, Config};
 
 /// Where the tests run.
 pub struct TestEnv {
     /// kubeconfig for clients and kubectl.
     pub kubeconfig: PathBuf,
-    /// kubectl, when one was found.
-    pub kubectl: Option<PathBuf>,
-    /// Minor version of the API server (24 for 1.24).
-    pub server_minor: u32,
+    /// kubectl: from `KUBEBUILDER_ASSETS`, else from `PATH`.
+    pub kubectl: PathBuf,
+    /// The API server's version, as it reports it (`v1.36.2`).
+    pub server_version: String,
     /// The local control plane, when one was started.
-    control_plane: Option<ControlPlane>,
+    control_plane: Option<LocalCluster>,
 }
+
+/// The suite checks what users see through kubectl, so it needs one.
+const NO_KUBECTL: &str = "the e2e suite needs kubectl: put it in KUBEBUILDER_ASSETS or on PATH";
 
 /// Why the e2e tests cannot run here.
 pub const SKIP_REASON: &str = "e2e tests skipped: set KUBEBUILDER_ASSETS to a directory holding kube-apiserver and etcd (see README.md), or USE_EXISTING_CLUSTER=true to use the current kube context";
@@ -49,32 +48,40 @@ impl TestEnv {
                 .ok_or("USE_EXISTING_CLUSTER=true but neither KUBECONFIG nor HOME is set")?;
             let mut env = Self {
                 kubeconfig,
-                kubectl: find_on_path("kubectl"),
-                server_minor: 0,
+                kubectl: find_on_path("kubectl").ok_or(NO_KUBECTL)?,
+                server_version: String::new(),
                 control_plane: None,
             };
-            env.server_minor = env.block_on(async { server_minor(&env.client().await).await })?;
+            env.server_version =
+                env.block_on(async { server_version(&env.client().await).await })?;
             return Ok(Some(env));
         }
         let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from) else {
             return Ok(None);
         };
-        let control_plane = ControlPlane::start(&assets)?;
         let kubectl = Some(assets.join("kubectl"))
             .filter(|p| p.exists())
-            .or_else(|| find_on_path("kubectl"));
-        Ok(Some(Self {
-            kubeconfig: control_plane.kubeconfig.clone(),
+            .or_else(|| find_on_path("kubectl"))
+            .ok_or(NO_KUBECTL)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let control_plane = runtime.block_on(LocalCluster::start(&assets))?;
+        let mut env = Self {
+            kubeconfig: control_plane.kubeconfig().to_path_buf(),
             kubectl,
-            server_minor: control_plane.minor,
+            server_version: String::new(),
             control_plane: Some(control_plane),
-        }))
+        };
+        env.server_version =
+            runtime.block_on(async { server_version(&env.client().await).await })?;
+        Ok(Some(env))
     }
 
     /// The client configuration for this environment.
     pub async fn config(&self) -> Config {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("readable kubeconfig");
-        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        config_from(&self.kubeconfig)
             .await
             .expect("usable kubeconfig")
     }
@@ -94,12 +101,9 @@ impl TestEnv {
             .block_on(f)
     }
 
-    /// Installs the CRDs from `crds/` and waits until they are established.
+    /// Installs the committed CRDs from `crds/` and waits until they are established.
     pub async fn install_crds(&self) -> Result<(), String> {
-        let client = self.client().await;
-        let crds: Api<CustomResourceDefinition> = Api::all(client);
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-        let mut names = Vec::new();
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .map_err(|e| e.to_string())?
             .flatten()
@@ -107,47 +111,18 @@ impl TestEnv {
             .filter(|f| f.file_name() != "kustomization.yaml")
             .collect();
         files.sort_by_key(|f| f.path());
+        let mut crds = Vec::new();
         for file in files {
             let text = std::fs::read_to_string(file.path()).map_err(|e| e.to_string())?;
-            let crd: CustomResourceDefinition =
-                serde_saphyr::from_str(&text).map_err(|e| e.to_string())?;
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            crds.patch(
-                &name,
-                &PatchParams::apply("e2e").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .map_err(|e| format!("the API server refused CRD {name}: {e}"))?;
-            names.push(name);
+            crds.push(serde_saphyr::from_str(&text).map_err(|e| e.to_string())?);
         }
-        for name in names {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                if established {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("CRD {name} not established within 30s"));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        Ok(())
+        install_crds(&self.client().await, &crds, "e2e").await
     }
 
-    /// Runs kubectl against this environment; `None` when there is no kubectl.
-    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Option<std::process::Output> {
+    /// Runs kubectl against this environment.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
         use std::io::Write;
-        let kubectl = self.kubectl.as_ref()?;
-        let mut child = Command::new(kubectl)
+        let mut child = Command::new(&self.kubectl)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
@@ -161,250 +136,20 @@ impl TestEnv {
             input.write_all(text.as_bytes()).expect("write to kubectl");
         }
         drop(input);
-        Some(child.wait_with_output().expect("kubectl runs"))
+        child.wait_with_output().expect("kubectl runs")
     }
 }
 
-async fn server_minor(client: &Client) -> Result<u32, String> {
+/// The server's version; an error for one older than the oldest supported.
+async fn server_version(client: &Client) -> Result<String, String> {
     let info = client
         .apiserver_version()
         .await
         .map_err(|e| format!("cannot reach the API server: {e}"))?;
-    info.minor
-        .trim_end_matches('+')
-        .parse()
-        .map_err(|e| format!("unexpected server minor version {:?}: {e}", info.minor))
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-/// etcd and kube-apiserver started from `KUBEBUILDER_ASSETS`; both are
-/// killed and the temporary directory removed on drop, also on panic.
-struct ControlPlane {
-    etcd: Child,
-    apiserver: Child,
-    kubeconfig: PathBuf,
-    minor: u32,
-    dir: TempDir,
-}
-
-impl ControlPlane {
-    fn start(assets: &Path) -> Result<Self, String> {
-        let apiserver_bin = assets.join("kube-apiserver");
-        let etcd_bin = Some(assets.join("etcd"))
-            .filter(|p| p.exists())
-            .or_else(|| find_on_path("etcd"));
-        if !apiserver_bin.exists() {
-            return Err(format!(
-                "KUBEBUILDER_ASSETS={} holds no kube-apiserver",
-                assets.display()
-            ));
-        }
-        let etcd_bin = etcd_bin
-            .ok_or_else(|| format!("KUBEBUILDER_ASSETS={} holds no etcd", assets.display()))?;
-        let minor = apiserver_minor(&apiserver_bin)?;
-        let dir = tempfile::Builder::new()
-            .prefix("dchan-e2e-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let log =
-            |name: &str| std::fs::File::create(dir.path().join(name)).map_err(|e| e.to_string());
-
-        let (client_port, peer_port) = (free_port(), free_port());
-        let etcd_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let etcd = Command::new(&etcd_bin)
-            .arg("--data-dir")
-            .arg(dir.path().join("etcd"))
-            .args([
-                "--listen-client-urls",
-                &etcd_url,
-                "--advertise-client-urls",
-                &etcd_url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-cluster", &format!("default={peer_url}")])
-            .stdout(log("etcd.log")?)
-            .stderr(log("etcd.log")?)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", etcd_bin.display()))?;
-
-        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-        let key_file = dir.path().join("sa.key");
-        std::fs::write(&key_file, key.serialize_pem()).map_err(|e| e.to_string())?;
-        let public_key_file = dir.path().join("sa.pub");
-        std::fs::write(&public_key_file, key.public_key_pem()).map_err(|e| e.to_string())?;
-        let token = format!("e2e-{}", std::process::id());
-        let token_file = dir.path().join("tokens.csv");
-        std::fs::write(
-            &token_file,
-            format!("{token},e2e-admin,e2e-admin,system:masters\n"),
-        )
-        .map_err(|e| e.to_string())?;
-        let port = free_port();
-        let mut command = Command::new(&apiserver_bin);
-        command
-            .args(["--etcd-servers", &etcd_url])
-            .args([
-                "--bind-address",
-                "127.0.0.1",
-                "--advertise-address",
-                "127.0.0.1",
-            ])
-            .args(["--secure-port", &port.to_string()])
-            .arg("--cert-dir")
-            .arg(dir.path().join("certs"))
-            .arg("--token-auth-file")
-            .arg(&token_file)
-            .args(["--authorization-mode", "RBAC"])
-            .args([
-                "--service-account-issuer",
-                "https://kubernetes.default.svc.cluster.local",
-            ])
-            .arg("--service-account-key-file")
-            .arg(&public_key_file)
-            .arg("--service-account-signing-key-file")
-            .arg(&key_file)
-            .args(["--service-cluster-ip-range", "10.0.0.0/24"])
-            .args(["--enable-priority-and-fairness=false"])
-            .stdout(log("kube-apiserver.log")?)
-            .stderr(log("kube-apiserver.log")?);
-        if minor < 25 {
-            // CEL validation of CRDs is beta and on by default from 1.25; newer
-            // servers refuse the retired gate.
-            command.args([
-                "--feature-gates",
-                "CustomResourceValidationExpressions=true",
-            ]);
-        }
-        let apiserver = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", apiserver_bin.display()))?;
-
-        let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(port, &token)).map_err(|e| e.to_string())?;
-        let mut plane = Self {
-            etcd,
-            apiserver,
-            kubeconfig,
-            minor,
-            dir,
-        };
-        plane.wait_ready()?;
-        Ok(plane)
+    match compatibility::too_old(&info) {
+        Some(problem) => Err(problem),
+        None => Ok(info.git_version),
     }
-
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let kubeconfig = self.kubeconfig.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Ok(Some(status)) = self.apiserver.try_wait() {
-                return Err(format!(
-                    "kube-apiserver exited ({status}):\n{}",
-                    self.log_tail("kube-apiserver.log")
-                ));
-            }
-            if let Ok(Some(status)) = self.etcd.try_wait() {
-                return Err(format!(
-                    "etcd exited ({status}):\n{}",
-                    self.log_tail("etcd.log")
-                ));
-            }
-            let ready = runtime.block_on(async {
-                let kubeconfig = Kubeconfig::read_from(&kubeconfig).ok()?;
-                let config =
-                    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                        .await
-                        .ok()?;
-                let client = Client::try_from(config).ok()?;
-                let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
-                client.request_text(request).await.ok()
-            });
-            if ready.is_some_and(|body| body.trim() == "ok") {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "kube-apiserver not ready within 90s:\n{}",
-                    self.log_tail("kube-apiserver.log")
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    fn log_tail(&self, name: &str) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        for child in [&mut self.apiserver, &mut self.etcd] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn apiserver_minor(bin: &Path) -> Result<u32, String> {
-    let out = Command::new(bin)
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    // "Kubernetes v1.24.0"
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .last()
-        .and_then(|v| v.trim_start_matches('v').split('.').nth(1))
-        .and_then(|m| m.parse().ok())
-        .filter(|m| *m > 0)
-        .ok_or_else(|| format!("cannot tell the version of {} from {text:?}", bin.display()))
-}
-
-fn kubeconfig_yaml(port: u16, token: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: e2e
-  cluster:
-    server: https://127.0.0.1:{port}
-    insecure-skip-tls-verify: true
-users:
-- name: e2e
-  user:
-    token: {token}
-contexts:
-- name: e2e
-  context:
-    cluster: e2e
-    user: e2e
-current-context: e2e
-"
-    )
 }
 
 /// `GET path` over plain HTTP/1.0 on loopback: (status code, body).

@@ -14,11 +14,7 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Secret, Service},
 };
-use kube::{
-    Api, Client,
-    api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams},
-    discovery,
-};
+use kube::{Api, Client, api::ListParams};
 use serde_json::Value;
 
 use crate::{
@@ -106,30 +102,29 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// `kubectl kustomize DIR`, parsed; `None` without kubectl.
-fn kustomize(ctx: &Ctx, dir: &str) -> Option<Vec<Value>> {
-    let out = ctx.env.kubectl(&["kustomize", dir], None)?;
+/// `kubectl kustomize DIR`, parsed.
+fn kustomize(ctx: &Ctx, dir: &str) -> Vec<Value> {
+    let out = ctx.env.kubectl(&["kustomize", dir], None);
     assert!(
         out.status.success(),
         "kubectl kustomize {dir} failed: {}",
         stderr(&out)
     );
-    Some(parse_documents(&stdout(&out), dir))
+    parse_documents(&stdout(&out), dir)
 }
 
-/// `kubectl apply -k deploy/`: its output, or `None` without kubectl.
+/// `kubectl apply -k deploy/`: its output.
 /// Scenarios run in parallel and all of them may install, so installs take
 /// turns (two concurrent first applies would both try to create); a failed
 /// apply is retried, since apply is idempotent.
-fn kubectl_apply_deploy(ctx: &Ctx) -> Option<String> {
+fn kubectl_apply_deploy(ctx: &Ctx) -> String {
     static INSTALL: Mutex<()> = Mutex::new(());
-    ctx.env.kubectl.as_ref()?;
     let _turn = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
     let mut failures = Vec::new();
     for _ in 0..3 {
-        let out = ctx.env.kubectl(&["apply", "-k", DEPLOY], None)?;
+        let out = ctx.env.kubectl(&["apply", "-k", DEPLOY], None);
         if out.status.success() {
-            return Some(stdout(&out));
+            return stdout(&out);
         }
         failures.push(stderr(&out));
         std::thread::sleep(Duration::from_secs(1));
@@ -140,58 +135,14 @@ fn kubectl_apply_deploy(ctx: &Ctx) -> Option<String> {
     );
 }
 
-/// Installs `deploy/`: with kubectl as users do, else its plain manifests
-/// (the CRDs are already installed) by server-side apply.
+/// Installs `deploy/` as users do.
 async fn install(ctx: &Ctx) {
-    if kubectl_apply_deploy(ctx).is_some() {
-        return;
-    }
-    let kustomization = std::fs::read_to_string(Path::new(DEPLOY).join("kustomization.yaml"))
-        .expect("deploy/kustomization.yaml");
-    let kustomization = parse_documents(&kustomization, "deploy/kustomization.yaml");
-    let resources = kustomization[0]["resources"]
-        .as_array()
-        .expect("deploy/kustomization.yaml lists resources");
-    for file in resources.iter().filter_map(Value::as_str) {
-        let path = Path::new(DEPLOY).join(file);
-        if path.is_dir() {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("readable manifest");
-        for object in parse_documents(&text, file) {
-            server_side_apply(&ctx.client, &object).await;
-        }
-    }
-}
-
-async fn server_side_apply(client: &Client, object: &Value) {
-    let (kind, namespace, name) = identity(object);
-    let api_version = object["apiVersion"].as_str().expect("apiVersion");
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let gvk = GroupVersionKind::gvk(group, version, &kind);
-    let (resource, capabilities) = discovery::pinned_kind(client, &gvk)
-        .await
-        .unwrap_or_else(|e| panic!("the API server does not serve {api_version} {kind}: {e}"));
-    let api: Api<DynamicObject> = match capabilities.scope {
-        discovery::Scope::Namespaced => Api::namespaced_with(client.clone(), &namespace, &resource),
-        discovery::Scope::Cluster => Api::all_with(client.clone(), &resource),
-    };
-    api.patch(
-        &name,
-        &PatchParams::apply("e2e-install").force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("applying {kind} {name} was refused: {e}"));
+    kubectl_apply_deploy(ctx);
 }
 
 async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
-    if ctx.env.kubectl.is_none() {
-        println!("skipped: no kubectl");
-        return;
-    }
     // What deploy/ renders to: every object, each with the common labels.
-    let rendered = kustomize(&ctx, DEPLOY).expect("kubectl");
+    let rendered = kustomize(&ctx, DEPLOY);
     let objects: BTreeSet<_> = rendered.iter().map(identity).collect();
     assert_eq!(objects.len(), rendered.len(), "an object is rendered twice");
     assert_eq!(objects, expected_objects());
@@ -228,7 +179,7 @@ async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
     }
 
     // The samples render too: one channel of each type, no namespace.
-    let samples = kustomize(&ctx, SAMPLES).expect("kubectl");
+    let samples = kustomize(&ctx, SAMPLES);
     let types: BTreeSet<&str> = samples
         .iter()
         .filter(|o| o["kind"] == "DeploymentChannel")
@@ -245,7 +196,7 @@ async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
     );
 
     // Install: every object is created (or already there from another scenario).
-    let output = kubectl_apply_deploy(&ctx).expect("kubectl");
+    let output = kubectl_apply_deploy(&ctx);
     let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(
         lines.len(),
@@ -276,7 +227,7 @@ async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
         if !namespace.is_empty() {
             args.extend(["-n", namespace.as_str()]);
         }
-        let out = ctx.env.kubectl(&args, None).expect("kubectl");
+        let out = ctx.env.kubectl(&args, None);
         assert!(
             out.status.success(),
             "{kind} {name} was not created: {}",
@@ -284,7 +235,7 @@ async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
         );
     }
     // Applying again changes nothing.
-    let again = kubectl_apply_deploy(&ctx).expect("kubectl");
+    let again = kubectl_apply_deploy(&ctx);
     assert!(
         again
             .lines()
@@ -362,7 +313,7 @@ fn can_i(ctx: &Ctx, args: &[&str]) -> bool {
     let mut all = vec!["auth", "can-i"];
     all.extend_from_slice(args);
     all.push(&as_user);
-    let out = ctx.env.kubectl(&all, None).expect("kubectl");
+    let out = ctx.env.kubectl(&all, None);
     match out.status.code() {
         Some(0) => true,
         Some(1) => false,
@@ -376,10 +327,6 @@ fn can_i(ctx: &Ctx, args: &[&str]) -> bool {
 }
 
 async fn rbac_allows_exactly_what_the_operator_needs(ctx: Ctx) {
-    if ctx.env.kubectl.is_none() {
-        println!("skipped: no kubectl");
-        return;
-    }
     install(&ctx).await;
     let ns = ctx.ns.as_str();
     let all = "--all-namespaces";

@@ -40,7 +40,7 @@ fn main() {
         drop(env);
         std::process::exit(1);
     }
-    println!("e2e: API server 1.{}", env.server_minor);
+    println!("e2e: API server {}", env.server_version);
     let env = Arc::new(env);
     let scenarios: Vec<Scenario> = [
         admission::scenarios(),

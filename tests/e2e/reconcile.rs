@@ -72,7 +72,7 @@ async fn web_and_mobile_channels_become_ready(ctx: Ctx) {
         started.elapsed()
     );
     // kubectl wait reads the same condition.
-    if let Some(out) = ctx.env.kubectl(
+    let out = ctx.env.kubectl(
         &[
             "wait",
             "-n",
@@ -83,35 +83,33 @@ async fn web_and_mobile_channels_become_ready(ctx: Ctx) {
             "dchan/app",
         ],
         None,
-    ) {
-        assert!(
-            out.status.success(),
-            "kubectl wait failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    );
+    assert!(
+        out.status.success(),
+        "kubectl wait failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // kubectl get shows the columns.
-    if let Some(out) = ctx.env.kubectl(&["get", "dchan", "-n", &ctx.ns], None) {
-        let text = String::from_utf8_lossy(&out.stdout);
-        let header: Vec<&str> = text
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
-        assert_eq!(
-            header,
-            ["NAME", "TYPE", "IDENTIFIER", "READY", "REASON", "AGE"],
-            "{text}"
-        );
-        assert!(
-            text.lines().any(|l| l.contains("site")
-                && l.contains("WEB")
-                && l.contains("https://example.com")
-                && l.contains("True")),
-            "{text}"
-        );
-    }
+    let out = ctx.env.kubectl(&["get", "dchan", "-n", &ctx.ns], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "TYPE", "IDENTIFIER", "READY", "REASON", "AGE"],
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("site")
+            && l.contains("WEB")
+            && l.contains("https://example.com")
+            && l.contains("True")),
+        "{text}"
+    );
     operator.stop().await;
 }
 
