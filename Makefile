@@ -11,7 +11,7 @@ all: lint test
 build:
 	$(CARGO) build --release --bin $(BIN)
 
-## Every offline test: unit, property, mocked-API and CRD drift tests.
+## Every offline test: unit, property, mocked-API, CRD drift and alert rule tests (needs promtool).
 test:
 	$(CARGO) test --all-targets
 
@@ -30,9 +30,10 @@ crds:
 install-crds:
 	kubectl apply --server-side -k crds/
 
-## Install the CRDs and run the operator against the current kube context.
+## Install the CRDs and run the operator against the current kube context
+## (/metrics in plain HTTP without authentication: for a workstation only).
 run: install-crds
-	$(CARGO) run --bin $(BIN) -- run
+	$(CARGO) run --bin $(BIN) -- run --insecure-metrics
 
 ## End-to-end tests against a real control plane (KUBEBUILDER_ASSETS or USE_EXISTING_CLUSTER=true).
 e2e:

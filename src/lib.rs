@@ -17,6 +17,8 @@ pub mod http;
 pub mod index;
 pub mod manifests;
 pub mod metrics;
+pub mod metrics_auth;
 pub mod runtime;
 pub mod status;
+pub mod tls;
 pub mod validation;
