@@ -344,14 +344,27 @@ async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
             stderr(&out)
         );
     }
-    // Applying again changes nothing.
+    // Applying again changes nothing. kubectl always sends a PodDisruptionBudget's
+    // selector (its patch strategy is `replace`) and so says "configured":
+    // the stored object must still be the same version.
+    let budgets = Api::<k8s_openapi::api::policy::v1::PodDisruptionBudget>::namespaced(
+        ctx.client.clone(),
+        NAMESPACE,
+    );
+    let budget_version = budgets.get(NAME).await.unwrap().metadata.resource_version;
     let again = kubectl_apply_deploy(&ctx).expect("kubectl");
     assert!(
         again
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .all(|l| l.ends_with(" unchanged")),
+            .all(|l| l.ends_with(" unchanged")
+                || l == format!("poddisruptionbudget.policy/{NAME} configured")),
         "a second kubectl apply -k changed something:\n{again}"
+    );
+    assert_eq!(
+        budgets.get(NAME).await.unwrap().metadata.resource_version,
+        budget_version,
+        "a second kubectl apply -k changed the PodDisruptionBudget"
     );
 
     // The API server stored the Deployment and Service as written.
