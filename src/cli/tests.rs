@@ -242,3 +242,24 @@ fn validate_json_output() {
     assert_eq!(json["problems"][0]["name"], "site");
     assert_eq!(json["problems"][0]["document"], 1);
 }
+
+#[tokio::test]
+async fn probes_and_metrics_need_different_addresses() {
+    let args = run_args(&[
+        "run",
+        "--probe-address",
+        "127.0.0.1:18443",
+        "--metrics-address",
+        "127.0.0.1:18443",
+    ]);
+    let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
+    let shutdown = crate::runtime::Shutdown::on(std::future::ready(()));
+    let error = crate::runtime::run_with(config, args, shutdown)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("--probe-address") && error.contains("--metrics-address"),
+        "{error}"
+    );
+}
