@@ -16,7 +16,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/deploymentchannel-operator /usr/local/bin/deploymentchannel-operator
 USER 65532:65532
-# Health probes (/healthz, /readyz) and Prometheus metrics (/metrics).
-EXPOSE 8080
+# Health probes (/healthz, /readyz) in HTTP and Prometheus metrics (/metrics) in HTTPS.
+EXPOSE 8081 8443
 ENTRYPOINT ["/usr/local/bin/deploymentchannel-operator"]
 CMD ["run"]

@@ -11,7 +11,7 @@ all: lint test
 build:
 	$(CARGO) build --release --bin $(BIN)
 
-## Every offline test: unit, property, mocked-API and CRD drift tests.
+## Every offline test: unit, property, mocked-API, CRD drift and alert rule tests (needs promtool).
 test:
 	$(CARGO) test --all-targets
 
@@ -31,9 +31,10 @@ install-crds:
 	kubectl apply --server-side -k crds/
 
 ## Install the CRDs and run the operator against the current kube context, or a
-## throwaway local control plane from KUBEBUILDER_ASSETS when none is reachable.
+## throwaway local control plane from KUBEBUILDER_ASSETS when none is reachable
+## (/metrics in plain HTTP without authentication: for a workstation only).
 run:
-	$(CARGO) run --quiet --bin $(BIN) -- dev
+	$(CARGO) run --quiet --bin $(BIN) -- dev --insecure-metrics
 
 ## End-to-end tests against a real control plane (KUBEBUILDER_ASSETS or USE_EXISTING_CLUSTER=true).
 e2e:

@@ -552,16 +552,18 @@ async fn phones_converged(client: &Client, ns: &str, work: &Workload) -> Result<
 /// The operator binary, run as its own process so its memory is its own.
 struct Operator {
     child: Child,
-    address: SocketAddr,
+    probe_address: SocketAddr,
+    metrics_address: SocketAddr,
 }
 
 impl Operator {
     fn start(env: &TestEnv, ns: &str) -> Result<Self, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let free_address = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| e.to_string())
+        };
+        let (probe_address, metrics_address) = (free_address()?, free_address()?);
         let binary = std::env::current_exe()
             .ok()
             .and_then(|p| Some(p.parent()?.parent()?.join("deploymentchannel-operator")))
@@ -574,8 +576,12 @@ impl Operator {
                 "run",
                 "--namespace",
                 ns,
-                "--listen-address",
-                &address.to_string(),
+                "--probe-address",
+                &probe_address.to_string(),
+                "--metrics-address",
+                &metrics_address.to_string(),
+                // The benchmark measures reconciling, not scrape authentication.
+                "--insecure-metrics",
                 "--log-level",
                 "warn",
             ])
@@ -584,11 +590,20 @@ impl Operator {
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start the operator: {e}"))?;
-        Ok(Self { child, address })
+        Ok(Self {
+            child,
+            probe_address,
+            metrics_address,
+        })
     }
 
     async fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.address, path).await
+        let address = if path == "/metrics" {
+            self.metrics_address
+        } else {
+            self.probe_address
+        };
+        http_get(address, path).await
     }
 
     async fn wait_ready(&self) -> Result<(), String> {

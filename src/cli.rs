@@ -39,9 +39,23 @@ pub struct RunArgs {
     #[arg(long, env = "WATCH_NAMESPACE", value_name = "NAMESPACE")]
     pub namespace: Option<String>,
 
-    /// Address of the HTTP server for /metrics, /healthz and /readyz.
-    #[arg(long, env = "LISTEN_ADDRESS", default_value = "0.0.0.0:8080")]
-    pub listen_address: SocketAddr,
+    /// Address of the plain HTTP server for the probes, /healthz and /readyz.
+    #[arg(long, env = "PROBE_ADDRESS", default_value = "0.0.0.0:8081")]
+    pub probe_address: SocketAddr,
+
+    /// Address of the HTTPS server for /metrics.
+    #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8443")]
+    pub metrics_address: SocketAddr,
+
+    /// Directory holding the metrics server's certificate (`tls.crt`) and key
+    /// (`tls.key`), reloaded when they change (default: a self-signed certificate made at start).
+    #[arg(long, env = "METRICS_CERT_DIR", value_name = "DIR")]
+    pub metrics_cert_dir: Option<PathBuf>,
+
+    /// Serve /metrics in plain HTTP to anyone who can connect, without
+    /// authentication or authorization: for local development only.
+    #[arg(long, env = "INSECURE_METRICS", conflicts_with = "metrics_cert_dir")]
+    pub insecure_metrics: bool,
 
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]

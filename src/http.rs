@@ -1,8 +1,9 @@
-//! HTTP endpoints for Prometheus and the kubelet: `/metrics`, `/healthz`
-//! (the process is alive) and `/readyz` (caches synced, or standing by for
-//! the lease).
+//! HTTP endpoints for the kubelet and Prometheus, on two servers: the
+//! probes `/healthz` (the process is alive) and `/readyz` (caches synced, or
+//! standing by for the lease) in plain HTTP, and `/metrics` in HTTPS behind
+//! [`metrics_auth`](crate::metrics_auth) (or plain and open for local development).
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -12,7 +13,10 @@ use axum::{
     routing::get,
 };
 
-use crate::metrics::Metrics;
+use crate::{
+    metrics::Metrics,
+    metrics_auth::{self, MetricsAuth},
+};
 
 /// What the endpoints read.
 pub struct HttpState {
@@ -31,33 +35,66 @@ impl HttpState {
     }
 }
 
-/// The routes.
-pub fn router(state: Arc<HttpState>) -> Router {
+/// The probe routes.
+pub fn probe_router(state: Arc<HttpState>) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
 }
 
-/// Serves the routes until `shutdown` completes.
+/// The `/metrics` route, open to anyone when `auth` is `None`.
+pub fn metrics_router(metrics: Arc<Metrics>, auth: Option<Arc<MetricsAuth>>) -> Router {
+    let router = Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(metrics);
+    match auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(
+            auth,
+            metrics_auth::require_access,
+        )),
+        None => router,
+    }
+}
+
+/// Serves `router` in plain HTTP until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: Arc<HttpState>,
+    router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }
 
-async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
+/// Serves `router` in HTTPS until `shutdown` completes.
+pub async fn serve_tls(
+    listener: std::net::TcpListener,
+    router: Router,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    axum_server::from_tcp_rustls(listener, tls)?
+        .handle(handle)
+        .serve(router.into_make_service())
+        .await
+}
+
+async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(),
+        metrics.render(),
     )
 }
 
@@ -78,7 +115,8 @@ mod tests {
     use super::*;
 
     async fn get(state: &Arc<HttpState>, path: &str) -> (StatusCode, String) {
-        let response = router(state.clone())
+        let router = probe_router(state.clone()).merge(metrics_router(state.metrics.clone(), None));
+        let response = router
             .oneshot(axum::http::Request::get(path).body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -118,7 +156,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn metrics_are_served_in_the_exposition_format() {
+    async fn open_metrics_are_served_in_the_exposition_format() {
         let state = Arc::new(HttpState {
             metrics: Arc::new(Metrics::default()),
             leader_election: true,

@@ -20,6 +20,8 @@ pub mod index;
 pub mod local_cluster;
 pub mod manifests;
 pub mod metrics;
+pub mod metrics_auth;
 pub mod runtime;
 pub mod status;
+pub mod tls;
 pub mod validation;

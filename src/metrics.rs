@@ -4,14 +4,18 @@ use std::sync::atomic::{AtomicI64, AtomicU64};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
+    metrics::MetricType,
     metrics::{
         counter::Counter,
         family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
-    registry::Registry,
+    registry::{Metric, Registry},
 };
+
+/// The prefix of every metric name.
+pub const PREFIX: &str = "deploymentchannel_operator";
 
 /// Labels naming a kind (`DeploymentChannel`, `PhoneConfiguration`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +43,8 @@ pub struct ErrorLabels {
 pub struct ReadyLabels {
     /// `True`, `False` or `Unknown` (no status yet).
     pub ready: &'static str,
+    /// The Ready condition's reason (`NoStatus` before the first status).
+    pub reason: &'static str,
 }
 
 /// Labels of a request to the Kubernetes API.
@@ -59,6 +65,8 @@ pub struct EventLabels {
 /// Every metric the operator exports.
 pub struct Metrics {
     registry: Registry,
+    /// The name of every series the registry can hold.
+    series: Vec<String>,
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Family<KindLabels, Histogram>,
     pub errors: Family<ErrorLabels, Counter>,
@@ -69,82 +77,115 @@ pub struct Metrics {
     pub leader: Gauge<i64, AtomicI64>,
     pub caches_synced: Gauge<i64, AtomicI64>,
     pub watch_events: Family<KindLabels, Counter<u64, AtomicU64>>,
+    pub watch_restarts: Family<KindLabels, Counter>,
     pub api_requests: Family<ApiRequestLabels, Counter>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("deploymentchannel_operator");
+        let mut registry = Registry::with_prefix(PREFIX);
+        let mut series = Vec::new();
         let reconciles = Family::default();
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "reconciles",
             "Reconciles by kind and result",
-            reconciles.clone(),
+            &reconciles,
         );
         let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "reconcile_duration_seconds",
             "Time one reconcile takes, API writes included",
-            reconcile_duration.clone(),
+            &reconcile_duration,
         );
         let errors = Family::default();
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "reconcile_errors",
             "Failed reconciles by kind and reason",
-            errors.clone(),
+            &errors,
         );
         let status_writes = Family::default();
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "status_writes",
             "Status patches sent, by kind",
-            status_writes.clone(),
+            &status_writes,
         );
         let events = Family::default();
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "kubernetes_events",
             "Kubernetes Events published, by reason",
-            events.clone(),
+            &events,
         );
         let cached_objects = Family::default();
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "cached_objects",
             "Objects in the controller's cache, by kind",
-            cached_objects.clone(),
+            &cached_objects,
         );
         let channels_by_ready = Family::default();
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "channels",
-            "DeploymentChannels in the cache by their Ready condition",
-            channels_by_ready.clone(),
+            "DeploymentChannels in the cache by their Ready condition's status and reason",
+            &channels_by_ready,
         );
         let leader = Gauge::default();
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "leader",
             "1 when this replica leads and reconciles, else 0",
-            leader.clone(),
+            &leader,
         );
         let caches_synced = Gauge::default();
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "caches_synced",
             "1 once both caches hold a full list",
-            caches_synced.clone(),
+            &caches_synced,
         );
         let watch_events = Family::default();
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "watch_events",
             "Watch events received, by kind",
-            watch_events.clone(),
+            &watch_events,
+        );
+        let watch_restarts = Family::default();
+        register(
+            &mut registry,
+            &mut series,
+            "watch_restarts",
+            "Watches that failed and were restarted with backoff, by kind",
+            &watch_restarts,
         );
         let api_requests = Family::default();
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "api_requests",
             "Requests to the Kubernetes API by verb, resource and response code",
-            api_requests.clone(),
+            &api_requests,
         );
         Self {
             registry,
+            series,
             reconciles,
             reconcile_duration,
             errors,
@@ -155,12 +196,39 @@ impl Default for Metrics {
             leader,
             caches_synced,
             watch_events,
+            watch_restarts,
             api_requests,
         }
     }
 }
 
+/// Registers `metric` under `PREFIX_name`, noting the series it exports.
+fn register<M: Metric + Clone>(
+    registry: &mut Registry,
+    series: &mut Vec<String>,
+    name: &str,
+    help: &str,
+    metric: &M,
+) {
+    let full = format!("{PREFIX}_{name}");
+    match metric.metric_type() {
+        MetricType::Counter => series.push(format!("{full}_total")),
+        MetricType::Histogram => {
+            series.extend(["_bucket", "_sum", "_count"].map(|suffix| format!("{full}{suffix}")))
+        }
+        _ => series.push(full),
+    }
+    registry.register(name, help, metric.clone());
+}
+
 impl Metrics {
+    /// The name of every series the operator can export (counters with
+    /// `_total`, histograms as `_bucket`, `_sum` and `_count`), whether or
+    /// not it has samples yet: what alert rules and dashboards may use.
+    pub fn series_names(&self) -> &[String] {
+        &self.series
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -191,14 +259,24 @@ mod tests {
             .observe(0.002);
         metrics
             .channels_by_ready
-            .get_or_create(&ReadyLabels { ready: "True" })
+            .get_or_create(&ReadyLabels {
+                ready: "True",
+                reason: "Ready",
+            })
             .set(7);
+        metrics
+            .watch_restarts
+            .get_or_create(&KindLabels {
+                kind: "PhoneConfiguration",
+            })
+            .inc();
         metrics.leader.set(1);
         let text = metrics.render();
         for line in [
             "# TYPE deploymentchannel_operator_reconciles counter",
             "deploymentchannel_operator_reconciles_total{kind=\"DeploymentChannel\",result=\"written\"} 3",
-            "deploymentchannel_operator_channels{ready=\"True\"} 7",
+            "deploymentchannel_operator_channels{ready=\"True\",reason=\"Ready\"} 7",
+            "deploymentchannel_operator_watch_restarts_total{kind=\"PhoneConfiguration\"} 1",
             "deploymentchannel_operator_leader 1",
             "deploymentchannel_operator_reconcile_duration_seconds_count{kind=\"DeploymentChannel\"} 1",
             "# EOF",
@@ -206,6 +284,41 @@ mod tests {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn series_names_cover_every_sample_rendered() {
+        let metrics = Metrics::default();
+        let names = metrics.series_names();
+        for name in [
+            "deploymentchannel_operator_reconciles_total",
+            "deploymentchannel_operator_reconcile_duration_seconds_bucket",
+            "deploymentchannel_operator_reconcile_duration_seconds_count",
+            "deploymentchannel_operator_channels",
+            "deploymentchannel_operator_watch_restarts_total",
+            "deploymentchannel_operator_leader",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
+        }
+        metrics
+            .reconcile_duration
+            .get_or_create(&KindLabels {
+                kind: "DeploymentChannel",
+            })
+            .observe(0.1);
+        metrics
+            .watch_events
+            .get_or_create(&KindLabels {
+                kind: "DeploymentChannel",
+            })
+            .inc();
+        for line in metrics.render().lines().filter(|l| !l.starts_with('#')) {
+            let sample = line.split(['{', ' ']).next().unwrap();
+            assert!(
+                names.iter().any(|n| n == sample),
+                "{sample} not in {names:?}"
             );
         }
     }

@@ -15,7 +15,10 @@ use crate::{
     controller::{self, Settings},
     http::{self, HttpState},
     metrics::Metrics,
+    metrics_auth::{KubeReviewer, MetricsAuth},
+    tls,
 };
+use axum_server::tls_rustls::RustlsConfig;
 
 /// Field manager of the leader-election Lease.
 const LEASE_FIELD_MANAGER: &str = "deploymentchannel-operator-lease";
@@ -112,15 +115,8 @@ pub async fn run_with(
         .build();
     tokio::spawn(warn_if_unsupported(client.clone()));
     let identity = args.identity.clone().unwrap_or_else(default_identity);
-    let listener = tokio::net::TcpListener::bind(args.listen_address)
-        .await
-        .with_context(|| format!("--listen-address {}: cannot listen", args.listen_address))?;
-    info!(address = %args.listen_address, "serving /metrics, /healthz and /readyz");
-    let state = Arc::new(HttpState {
-        metrics: metrics.clone(),
-        leader_election: args.leader_election,
-    });
-    let server = tokio::spawn(http::serve(listener, state, shutdown.requested()));
+    let servers =
+        start_servers(&args, &identity, client.clone(), metrics.clone(), &shutdown).await?;
     let settings = Settings {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
@@ -133,10 +129,12 @@ pub async fn run_with(
         reconcile_until(client, settings, metrics, &shutdown, grace).await;
         Ok(())
     };
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!(error = %e, "HTTP server failed"),
-        Err(e) => warn!(error = %e, "HTTP server task failed"),
+    for server in servers {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "HTTP server failed"),
+            Err(e) => warn!(error = %e, "HTTP server task failed"),
+        }
     }
     info!("stopped");
     result
@@ -151,6 +149,77 @@ async fn warn_if_unsupported(client: Client) {
         },
         Err(e) => warn!(error = %e, "cannot read the API server's version"),
     }
+}
+
+/// Binds the probe and metrics servers (an error names the flag) and serves
+/// them until shutdown.
+async fn start_servers(
+    args: &RunArgs,
+    identity: &str,
+    client: Client,
+    metrics: Arc<Metrics>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    if args.probe_address == args.metrics_address {
+        anyhow::bail!(
+            "--probe-address and --metrics-address are both {}: give them different ports",
+            args.probe_address
+        );
+    }
+    let probe_listener = tokio::net::TcpListener::bind(args.probe_address)
+        .await
+        .with_context(|| format!("--probe-address {}: cannot listen", args.probe_address))?;
+    let metrics_listener = std::net::TcpListener::bind(args.metrics_address)
+        .with_context(|| format!("--metrics-address {}: cannot listen", args.metrics_address))?;
+    let state = Arc::new(HttpState {
+        metrics: metrics.clone(),
+        leader_election: args.leader_election,
+    });
+    info!(address = %args.probe_address, "serving /healthz and /readyz");
+    let mut servers = vec![tokio::spawn(http::serve(
+        probe_listener,
+        http::probe_router(state),
+        shutdown.requested(),
+    ))];
+    if args.insecure_metrics {
+        warn!(address = %args.metrics_address, "serving /metrics in plain HTTP without authentication (--insecure-metrics)");
+        let listener = tokio::net::TcpListener::from_std({
+            metrics_listener.set_nonblocking(true)?;
+            metrics_listener
+        })?;
+        servers.push(tokio::spawn(http::serve(
+            listener,
+            http::metrics_router(metrics, None),
+            shutdown.requested(),
+        )));
+        return Ok(servers);
+    }
+    let server_config = match &args.metrics_cert_dir {
+        Some(dir) => tls::from_dir(dir)?,
+        None => tls::self_signed(&["localhost".to_string(), identity.to_string()])?,
+    };
+    let tls_config = RustlsConfig::from_config(server_config);
+    if let Some(dir) = &args.metrics_cert_dir {
+        tokio::spawn(tls::reload_on_change(
+            dir.clone(),
+            tls_config.clone(),
+            tls::RELOAD_INTERVAL,
+            shutdown.requested(),
+        ));
+    }
+    info!(
+        address = %args.metrics_address,
+        certificate = %args.metrics_cert_dir.as_ref().map_or("self-signed".into(), |d| d.display().to_string()),
+        "serving /metrics in HTTPS to tokens allowed to get /metrics"
+    );
+    let auth = Arc::new(MetricsAuth::new(KubeReviewer(client)));
+    servers.push(tokio::spawn(http::serve_tls(
+        metrics_listener,
+        http::metrics_router(metrics, Some(auth)),
+        tls_config,
+        shutdown.requested(),
+    )));
+    Ok(servers)
 }
 
 /// Runs the controllers until shutdown; in-flight reconciles get `grace` to finish.

@@ -14,9 +14,12 @@ fn run_args(args: &[&str]) -> RunArgs {
 }
 
 /// The environment twins of every `run` option.
-const RUN_ENV: [&str; 11] = [
+const RUN_ENV: [&str; 14] = [
     "WATCH_NAMESPACE",
-    "LISTEN_ADDRESS",
+    "PROBE_ADDRESS",
+    "METRICS_ADDRESS",
+    "METRICS_CERT_DIR",
+    "INSECURE_METRICS",
     "LOG_FORMAT",
     "LOG_LEVEL",
     "LEADER_ELECTION",
@@ -39,7 +42,10 @@ fn run_defaults() {
     }
     let args = run_args(&["run"]);
     assert_eq!(args.namespace, None);
-    assert_eq!(args.listen_address.to_string(), "0.0.0.0:8080");
+    assert_eq!(args.probe_address.to_string(), "0.0.0.0:8081");
+    assert_eq!(args.metrics_address.to_string(), "0.0.0.0:8443");
+    assert_eq!(args.metrics_cert_dir, None);
+    assert!(!args.insecure_metrics);
     assert_eq!(args.log_format, LogFormat::Human);
     assert_eq!(args.log_level, "info");
     assert!(!args.leader_election);
@@ -54,8 +60,12 @@ fn run_flags() {
         "run",
         "--namespace",
         "team-a",
-        "--listen-address",
+        "--probe-address",
         "127.0.0.1:9090",
+        "--metrics-address",
+        "127.0.0.1:9443",
+        "--metrics-cert-dir",
+        "/certs",
         "--log-format",
         "json",
         "--log-level",
@@ -73,7 +83,10 @@ fn run_flags() {
         "4",
     ]);
     assert_eq!(args.namespace.as_deref(), Some("team-a"));
-    assert_eq!(args.listen_address.port(), 9090);
+    assert_eq!(args.probe_address.port(), 9090);
+    assert_eq!(args.metrics_address.port(), 9443);
+    assert_eq!(args.metrics_cert_dir, Some(PathBuf::from("/certs")));
+    assert!(run_args(&["run", "--insecure-metrics"]).insecure_metrics);
     assert_eq!(args.log_format, LogFormat::Json);
     assert!(args.leader_election);
     assert_eq!(
@@ -88,7 +101,15 @@ fn run_flags() {
 #[test]
 fn bad_run_flags_are_refused_naming_the_flag() {
     for (args, needle) in [
-        (&["run", "--listen-address", "8080"][..], "--listen-address"),
+        (&["run", "--probe-address", "8081"][..], "--probe-address"),
+        (
+            &["run", "--metrics-address", "x:8443"][..],
+            "--metrics-address",
+        ),
+        (
+            &["run", "--insecure-metrics", "--metrics-cert-dir", "/certs"][..],
+            "--metrics-cert-dir",
+        ),
         (&["run", "--log-format", "xml"][..], "--log-format"),
         (
             &["run", "--lease-duration-seconds", "1"][..],
@@ -220,4 +241,25 @@ fn validate_json_output() {
     assert_eq!(json["problems"][0]["kind"], "DeploymentChannel");
     assert_eq!(json["problems"][0]["name"], "site");
     assert_eq!(json["problems"][0]["document"], 1);
+}
+
+#[tokio::test]
+async fn probes_and_metrics_need_different_addresses() {
+    let args = run_args(&[
+        "run",
+        "--probe-address",
+        "127.0.0.1:18443",
+        "--metrics-address",
+        "127.0.0.1:18443",
+    ]);
+    let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
+    let shutdown = crate::runtime::Shutdown::on(std::future::ready(()));
+    let error = crate::runtime::run_with(config, args, shutdown)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("--probe-address") && error.contains("--metrics-address"),
+        "{error}"
+    );
 }

@@ -27,6 +27,7 @@ use crate::{
     api::{DeploymentChannel, PhoneConfiguration},
     index::{Affected, Index, ObjectKey},
     metrics::{KindLabels, Metrics, ReadyLabels},
+    status::reason,
 };
 
 /// Where reconcile requests for other objects go.
@@ -52,7 +53,12 @@ fn lock(index: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn log_watch_error(kind: &str, error: &watcher::Error) {
+/// A failed watch or list: logged and counted; the watcher retries it with backoff.
+fn watch_failed(metrics: &Metrics, kind: &'static str, error: &watcher::Error) {
+    metrics
+        .watch_restarts
+        .get_or_create(&KindLabels { kind })
+        .inc();
     warn!(kind, %error, "watch failed; retrying with backoff");
 }
 
@@ -81,7 +87,7 @@ pub async fn channels(
         .inspect(move |event| {
             let event = match event {
                 Ok(event) => event,
-                Err(error) => return log_watch_error("DeploymentChannel", error),
+                Err(error) => return watch_failed(&metrics, "DeploymentChannel", error),
             };
             metrics.watch_events.get_or_create(&labels).inc();
             let mut index = lock(&index);
@@ -172,7 +178,7 @@ pub async fn phone_configurations(
             let event = match event {
                 Ok(event) => event,
                 Err(error) => {
-                    log_watch_error("PhoneConfiguration", &error);
+                    watch_failed(&metrics, "PhoneConfiguration", &error);
                     return future::ready(());
                 }
             };
@@ -239,27 +245,54 @@ pub async fn phone_configurations(
         .await;
 }
 
-/// Channels counted by their Ready condition, kept up to date from watch
-/// events so that scraping `/metrics` costs nothing.
+/// Channels counted by their Ready condition's status and reason, kept up
+/// to date from watch events so that scraping `/metrics` costs nothing.
 #[derive(Default)]
 struct ReadinessTally {
-    ready_of: HashMap<ObjectKey, usize>,
-    relisted: HashMap<ObjectKey, usize>,
-    counts: [i64; 3],
+    ready_of: HashMap<ObjectKey, Readiness>,
+    relisted: HashMap<ObjectKey, Readiness>,
+    /// Every (status, reason) seen stays, so that a count that drops to zero is exported as 0.
+    counts: HashMap<Readiness, i64>,
 }
 
-impl ReadinessTally {
-    const LABELS: [&'static str; 3] = ["True", "False", "Unknown"];
+/// A channel's Ready condition as the metric labels it: (status, reason).
+type Readiness = (&'static str, &'static str);
 
-    fn ready_slot(channel: &DeploymentChannel) -> usize {
+/// Reasons a Ready condition can carry; any other (a status not written
+/// by this operator) is counted as `Other`, so the label stays bounded.
+const READY_REASONS: [&str; 8] = [
+    reason::READY,
+    reason::INVALID_SPEC,
+    reason::IDENTIFIER_CONFLICT,
+    reason::PHONE_CONFIGURATION_NOT_FOUND,
+    reason::PHONE_CONFIGURATION_NOT_READY,
+    reason::CAPABILITY_MISSING,
+    reason::PHONE_NUMBER_MISMATCH,
+    "Other",
+];
+
+impl ReadinessTally {
+    fn readiness(channel: &DeploymentChannel) -> Readiness {
         let ready = channel.status.as_ref().and_then(|s| {
             crate::api::find_condition(&s.conditions, crate::status::condition::READY)
         });
-        match ready.map(|c| c.status.as_str()) {
-            Some("True") => 0,
-            Some("False") => 1,
-            _ => 2,
-        }
+        let Some(ready) = ready else {
+            return ("Unknown", "NoStatus");
+        };
+        let status = match ready.status.as_str() {
+            "True" => "True",
+            "False" => "False",
+            _ => "Unknown",
+        };
+        let reason = READY_REASONS
+            .into_iter()
+            .find(|r| *r == ready.reason)
+            .unwrap_or("Other");
+        (status, reason)
+    }
+
+    fn add(&mut self, readiness: Readiness, n: i64) {
+        *self.counts.entry(readiness).or_default() += n;
     }
 
     fn record(&mut self, event: &watcher::Event<DeploymentChannel>) {
@@ -267,40 +300,54 @@ impl ReadinessTally {
             watcher::Event::Init => self.relisted.clear(),
             watcher::Event::InitApply(channel) => {
                 if let Some(key) = ObjectKey::of(channel) {
-                    self.relisted.insert(key, Self::ready_slot(channel));
+                    self.relisted.insert(key, Self::readiness(channel));
                 }
             }
             watcher::Event::InitDone => {
                 self.ready_of = mem::take(&mut self.relisted);
-                self.counts = [0; 3];
-                self.ready_of
-                    .values()
-                    .for_each(|slot| self.counts[*slot] += 1);
+                self.counts.values_mut().for_each(|n| *n = 0);
+                for readiness in self.ready_of.values().copied().collect::<Vec<_>>() {
+                    self.add(readiness, 1);
+                }
             }
             watcher::Event::Apply(channel) => {
                 if let Some(key) = ObjectKey::of(channel) {
-                    let slot = Self::ready_slot(channel);
-                    if let Some(old) = self.ready_of.insert(key, slot) {
-                        self.counts[old] -= 1;
+                    let readiness = Self::readiness(channel);
+                    if let Some(old) = self.ready_of.insert(key, readiness) {
+                        self.add(old, -1);
                     }
-                    self.counts[slot] += 1;
+                    self.add(readiness, 1);
                 }
             }
             watcher::Event::Delete(channel) => {
                 if let Some(old) = ObjectKey::of(channel).and_then(|key| self.ready_of.remove(&key))
                 {
-                    self.counts[old] -= 1;
+                    self.add(old, -1);
                 }
             }
         }
     }
 
     fn export(&self, metrics: &Metrics) {
-        for (label, count) in Self::LABELS.into_iter().zip(self.counts) {
+        // Before the first list, the three statuses read 0 rather than nothing.
+        for ready in ["True", "False", "Unknown"] {
+            if !self.counts.keys().any(|(status, _)| *status == ready) {
+                let reason = if ready == "True" {
+                    reason::READY
+                } else {
+                    "NoStatus"
+                };
+                metrics
+                    .channels_by_ready
+                    .get_or_create(&ReadyLabels { ready, reason })
+                    .set(0);
+            }
+        }
+        for ((ready, reason), count) in &self.counts {
             metrics
                 .channels_by_ready
-                .get_or_create(&ReadyLabels { ready: label })
-                .set(count);
+                .get_or_create(&ReadyLabels { ready, reason })
+                .set(*count);
         }
     }
 }

@@ -307,3 +307,75 @@ async fn phone_configuration_counts_bound_channels() {
     respond(send, stored);
     reconcile.await.unwrap().expect("reconcile succeeds");
 }
+
+/// A channel named `name` whose Ready condition is `ready` with `reason`, or without a status.
+fn channel_with_ready(name: &str, ready: Option<(&str, &str)>) -> DeploymentChannel {
+    let mut channel = calls_channel("+12125551234");
+    channel.metadata.name = Some(name.into());
+    channel.status = ready.map(|(status, reason)| {
+        serde_json::from_value(json!({"conditions": [{
+            "type": "Ready", "status": status, "reason": reason, "message": "",
+            "lastTransitionTime": "2023-11-14T22:13:20Z"
+        }]}))
+        .unwrap()
+    });
+    channel
+}
+
+#[tokio::test(start_paused = true)]
+async fn channels_are_counted_by_ready_reason_and_failed_watches_are_counted() {
+    let metrics = Arc::new(Metrics::default());
+    let (_, writer) = reflector::store_shared::<DeploymentChannel>(16);
+    let (phones, _) = reflector::store::<PhoneConfiguration>();
+    let (channel_trigger, _channel_triggers) = futures::channel::mpsc::unbounded();
+    let (phone_trigger, _phone_triggers) = futures::channel::mpsc::unbounded();
+    let events = vec![
+        Ok(watcher::Event::Init),
+        Ok(watcher::Event::InitApply(channel_with_ready(
+            "a",
+            Some(("True", "Ready")),
+        ))),
+        Ok(watcher::Event::InitApply(channel_with_ready("b", None))),
+        Ok(watcher::Event::InitApply(channel_with_ready(
+            "c",
+            Some(("False", "SomethingElse")),
+        ))),
+        Ok(watcher::Event::InitDone),
+        Err(watcher::Error::NoResourceVersion),
+        Ok(watcher::Event::Apply(channel_with_ready(
+            "b",
+            Some(("False", "IdentifierConflict")),
+        ))),
+        Ok(watcher::Event::Delete(channel_with_ready(
+            "a",
+            Some(("True", "Ready")),
+        ))),
+        Err(watcher::Error::NoResourceVersion),
+    ];
+    ingest::channels(
+        futures::stream::iter(events),
+        writer,
+        Arc::new(Mutex::new(Index::default())),
+        Arc::new(CacheReadiness::default()),
+        phones,
+        ingest::Triggers {
+            channels: channel_trigger,
+            phone_configurations: phone_trigger,
+        },
+        metrics.clone(),
+    )
+    .await;
+    let text = metrics.render();
+    for line in [
+        "deploymentchannel_operator_channels{ready=\"True\",reason=\"Ready\"} 0",
+        "deploymentchannel_operator_channels{ready=\"Unknown\",reason=\"NoStatus\"} 0",
+        "deploymentchannel_operator_channels{ready=\"False\",reason=\"IdentifierConflict\"} 1",
+        "deploymentchannel_operator_channels{ready=\"False\",reason=\"Other\"} 1",
+        "deploymentchannel_operator_watch_restarts_total{kind=\"DeploymentChannel\"} 2",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+}

@@ -18,7 +18,7 @@ use deploymentchannel_operator::compatibility;
 use deploymentchannel_operator::local_cluster::{
     LocalCluster, config_from, find_on_path, install_crds,
 };
-use kube::{Client, Config};
+use kube::{Api, Client, Config};
 
 /// Where the tests run.
 pub struct TestEnv {
@@ -205,4 +205,68 @@ pub fn is_write(verb: &str) -> bool {
         verb,
         "create" | "update" | "patch" | "delete" | "deletecollection"
     )
+}
+
+/// A token of ServiceAccount `namespace/name`, created first when missing,
+/// from the TokenRequest API (the API server signs it with the key the
+/// control plane is started with): an identity of its own for a test.
+pub async fn service_account_token(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<String, String> {
+    use k8s_openapi::api::{authentication::v1::TokenRequest, core::v1::ServiceAccount};
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    if accounts
+        .get_opt(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        let account = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+            .expect("a ServiceAccount");
+        accounts
+            .create(&kube::api::PostParams::default(), &account)
+            .await
+            .map_err(|e| format!("cannot create ServiceAccount {namespace}/{name}: {e}"))?;
+    }
+    let request: TokenRequest = serde_json::from_value(
+        serde_json::json!({"spec": {"audiences": [], "expirationSeconds": 3600}}),
+    )
+    .expect("a TokenRequest");
+    let issued = accounts
+        .create_token_request(name, &kube::api::PostParams::default(), &request)
+        .await
+        .map_err(|e| format!("cannot get a token for {namespace}/{name}: {e}"))?;
+    issued
+        .status
+        .map(|s| s.token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| format!("the TokenRequest for {namespace}/{name} returned no token"))
+}
+
+impl TestEnv {
+    /// Writes a kubeconfig for this environment's API server that
+    /// authenticates with `token` instead of the admin's credentials.
+    pub fn kubeconfig_with_token(&self, token: &str, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(&self.kubeconfig).map_err(|e| e.to_string())?;
+        let mut config: serde_json::Value =
+            serde_saphyr::from_str(&text).map_err(|e| e.to_string())?;
+        let context = config["current-context"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let user = config["contexts"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == context.as_str()))
+            .map(|c| c["context"]["user"].clone())
+            .ok_or("the kubeconfig has no current context")?;
+        for entry in config["users"].as_array_mut().into_iter().flatten() {
+            if entry["name"] == user {
+                entry["user"] = serde_json::json!({"token": token});
+            }
+        }
+        // JSON is YAML: kubeconfig readers take it as it is.
+        std::fs::write(path, config.to_string()).map_err(|e| e.to_string())
+    }
 }

@@ -25,6 +25,7 @@ use crate::{
 pub fn scenarios() -> Vec<Scenario> {
     scenarios![
         kubectl_apply_k_installs_everything,
+        kubectl_apply_k_installs_each_component,
         rbac_allows_exactly_what_the_operator_needs,
         operator_as_its_service_account_converges_the_samples,
     ]
@@ -35,9 +36,9 @@ const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
 /// One channel of each type and the PhoneConfiguration they need.
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/samples");
 /// Where the operator runs.
-const NAMESPACE: &str = "deploymentchannel-system";
+pub const NAMESPACE: &str = "deploymentchannel-system";
 /// The operator's name: its ServiceAccount, Deployment and ClusterRole.
-const NAME: &str = "deploymentchannel-operator";
+pub const NAME: &str = "deploymentchannel-operator";
 /// The user the operator's pods authenticate as.
 const SERVICE_ACCOUNT_USER: &str =
     "system:serviceaccount:deploymentchannel-system:deploymentchannel-operator";
@@ -69,7 +70,19 @@ fn expected_objects() -> BTreeSet<(String, String, String)> {
             NAMESPACE,
             "deploymentchannel-operator-leader-election",
         ),
+        ("ClusterRole", "", "deploymentchannel-operator-metrics-auth"),
+        (
+            "ClusterRoleBinding",
+            "",
+            "deploymentchannel-operator-metrics-auth",
+        ),
+        (
+            "ClusterRole",
+            "",
+            "deploymentchannel-operator-metrics-reader",
+        ),
         ("Deployment", NAMESPACE, NAME),
+        ("PodDisruptionBudget", NAMESPACE, NAME),
         ("Service", NAMESPACE, "deploymentchannel-operator-metrics"),
     ]
     .into_iter()
@@ -118,11 +131,16 @@ fn kustomize(ctx: &Ctx, dir: &str) -> Vec<Value> {
 /// turns (two concurrent first applies would both try to create); a failed
 /// apply is retried, since apply is idempotent.
 fn kubectl_apply_deploy(ctx: &Ctx) -> String {
+    kubectl_apply_k(ctx, DEPLOY)
+}
+
+/// `kubectl apply -k DIR`, taking turns and retrying as [`kubectl_apply_deploy`].
+fn kubectl_apply_k(ctx: &Ctx, dir: &str) -> String {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _turn = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
     let mut failures = Vec::new();
     for _ in 0..3 {
-        let out = ctx.env.kubectl(&["apply", "-k", DEPLOY], None);
+        let out = ctx.env.kubectl(&["apply", "-k", dir], None);
         if out.status.success() {
             return stdout(&out);
         }
@@ -130,13 +148,51 @@ fn kubectl_apply_deploy(ctx: &Ctx) -> String {
         std::thread::sleep(Duration::from_secs(1));
     }
     panic!(
-        "kubectl apply -k {DEPLOY} failed 3 times:\n{}",
+        "kubectl apply -k {dir} failed 3 times:\n{}",
         failures.join("\n")
     );
 }
 
+/// The optional kustomize components.
+const COMPONENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/components");
+
+/// `path` relative to `from` (kustomize takes no absolute paths).
+fn relative(path: &Path, from: &Path) -> String {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = path.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".into(); from.len() - common];
+    parts.extend(
+        to[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
+/// `kubectl apply -k` of an overlay of `deploy/` with `components`, as users
+/// write one; the output of every apply.
+fn kubectl_apply_overlay(ctx: &Ctx, components: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let overlay = dir.path().canonicalize().unwrap();
+    let components: Vec<String> = components
+        .iter()
+        .map(|c| format!("  - {}", relative(&Path::new(COMPONENTS).join(c), &overlay)))
+        .collect();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n{}\n",
+            relative(Path::new(DEPLOY), &overlay),
+            components.join("\n")
+        ),
+    )
+    .unwrap();
+    kubectl_apply_k(ctx, overlay.to_str().unwrap())
+}
+
 /// Installs `deploy/` as users do.
-async fn install(ctx: &Ctx) {
+pub async fn install(ctx: &Ctx) {
     kubectl_apply_deploy(ctx);
 }
 
@@ -162,7 +218,12 @@ async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
         .filter(|o| matches!(o["kind"].as_str(), Some("ClusterRole" | "Role")))
     {
         for rule in object["rules"].as_array().expect("rules") {
-            for field in ["apiGroups", "resources", "verbs"] {
+            let fields: &[&str] = if rule["nonResourceURLs"].is_array() {
+                &["nonResourceURLs", "verbs"]
+            } else {
+                &["apiGroups", "resources", "verbs"]
+            };
+            for &field in fields {
                 let values: Vec<&str> = rule[field]
                     .as_array()
                     .unwrap_or_else(|| panic!("a rule without {field}"))
@@ -234,14 +295,27 @@ async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
             stderr(&out)
         );
     }
-    // Applying again changes nothing.
+    // Applying again changes nothing. kubectl always sends a PodDisruptionBudget's
+    // selector (its patch strategy is `replace`) and so says "configured":
+    // the stored object must still be the same version.
+    let budgets = Api::<k8s_openapi::api::policy::v1::PodDisruptionBudget>::namespaced(
+        ctx.client.clone(),
+        NAMESPACE,
+    );
+    let budget_version = budgets.get(NAME).await.unwrap().metadata.resource_version;
     let again = kubectl_apply_deploy(&ctx);
     assert!(
         again
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .all(|l| l.ends_with(" unchanged")),
+            .all(|l| l.ends_with(" unchanged")
+                || l == format!("poddisruptionbudget.policy/{NAME} configured")),
         "a second kubectl apply -k changed something:\n{again}"
+    );
+    assert_eq!(
+        budgets.get(NAME).await.unwrap().metadata.resource_version,
+        budget_version,
+        "a second kubectl apply -k changed the PodDisruptionBudget"
     );
 
     // The API server stored the Deployment and Service as written.
@@ -289,12 +363,60 @@ async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
             .and_then(|p| p.http_get.as_ref())
             .unwrap_or_else(|| panic!("no HTTP probe on {path}"));
         assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(get.scheme.as_deref().unwrap_or("HTTP"), "HTTP");
+        assert_eq!(
+            get.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("probes".into())
+        );
     }
+    let ports: BTreeSet<(String, i32)> = container
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        BTreeSet::from([("https-metrics".into(), 8443), ("probes".into(), 8081)])
+    );
+    // The two replicas spread over nodes.
+    let spread = pod.topology_spread_constraints.clone().unwrap_or_default();
+    assert!(
+        spread
+            .iter()
+            .any(|c| c.topology_key == "kubernetes.io/hostname" && c.max_skew == 1),
+        "{spread:?}"
+    );
+    let budget = Api::<k8s_openapi::api::policy::v1::PodDisruptionBudget>::namespaced(
+        ctx.client.clone(),
+        NAMESPACE,
+    )
+    .get(NAME)
+    .await
+    .expect("the PodDisruptionBudget")
+    .spec
+    .expect("its spec");
+    assert_eq!(
+        budget.min_available,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+    assert_eq!(
+        budget.selector.and_then(|s| s.match_labels),
+        spec.selector.match_labels.clone()
+    );
     let service = Api::<Service>::namespaced(ctx.client.clone(), NAMESPACE)
         .get("deploymentchannel-operator-metrics")
         .await
         .expect("the metrics Service");
-    let selector = service.spec.and_then(|s| s.selector).unwrap_or_default();
+    let service_spec = service.spec.unwrap_or_default();
+    let service_ports: Vec<(String, i32)> = service_spec
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap_or_default(), p.port))
+        .collect();
+    assert_eq!(service_ports, vec![("https-metrics".to_string(), 8443)]);
+    let selector = service_spec.selector.unwrap_or_default();
     let pod_labels = spec
         .template
         .metadata
@@ -304,6 +426,80 @@ async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
         !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
         "the Service selects {selector:?}, the pods are labelled {pod_labels:?}"
     );
+}
+
+async fn kubectl_apply_k_installs_each_component(ctx: Ctx) {
+    // As on a cluster that runs the Prometheus operator: its CRDs first.
+    let crds = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/monitoring/prometheus_operator_crds.yaml"
+    );
+    let out = ctx.env.kubectl(&["apply", "-f", crds], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ctx.env.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "-f",
+            crds,
+            "--timeout=30s",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let expected: [(&str, &[(&str, &str)]); 3] = [
+        ("network-policy", &[("networkpolicy", NAME)]),
+        (
+            "monitoring",
+            &[
+                ("servicemonitor", NAME),
+                ("prometheusrule", NAME),
+                ("configmap", "deploymentchannel-operator-dashboard"),
+            ],
+        ),
+        ("network-policy,monitoring", &[]),
+    ];
+    for (components, objects) in expected {
+        let list: Vec<&str> = components.split(',').collect();
+        let output = kubectl_apply_overlay(&ctx, &list);
+        for (kind, name) in objects {
+            assert!(
+                output.lines().any(|l| l.starts_with(&format!("{kind}."))
+                    && l.contains(&format!("/{name} "))
+                    || l.starts_with(&format!("{kind}/{name} "))),
+                "kubectl apply -k with {components} does not report {kind} {name}:\n{output}"
+            );
+            let target = format!("{kind}/{name}");
+            let out = ctx
+                .env
+                .kubectl(&["get", &target, "-n", NAMESPACE, "-o", "json"], None);
+            assert!(out.status.success(), "{target}: {}", stderr(&out));
+            let object: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(
+                object["metadata"]["labels"]["app.kubernetes.io/name"], NAME,
+                "{target} has no app.kubernetes.io/name label"
+            );
+        }
+    }
+    let out = ctx.env.kubectl(
+        &[
+            "get",
+            "configmap/deploymentchannel-operator-dashboard",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let dashboard: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json = dashboard["data"]["deploymentchannel-operator.json"]
+        .as_str()
+        .expect("the dashboard JSON");
+    let json: Value = serde_json::from_str(json).expect("valid JSON");
+    assert_eq!(json["uid"], "deploymentchannel-operator");
 }
 
 /// `kubectl auth can-i` as the operator's ServiceAccount: true for yes,
@@ -341,21 +537,26 @@ async fn rbac_allows_exactly_what_the_operator_needs(ctx: Ctx) {
         vec!["list", phones, all],
         vec!["watch", phones, all],
         vec!["patch", channels, status, all],
-        vec!["update", channels, status, "-n", ns],
         vec!["patch", phones, status, all],
-        vec!["update", phones, status, "-n", ns],
         vec!["create", "events.events.k8s.io", "-n", ns],
         vec!["patch", "events.events.k8s.io", "-n", ns],
         vec!["get", "leases.coordination.k8s.io", "-n", NAMESPACE],
         vec!["create", "leases.coordination.k8s.io", "-n", NAMESPACE],
-        vec!["update", "leases.coordination.k8s.io", "-n", NAMESPACE],
         vec!["patch", "leases.coordination.k8s.io", "-n", NAMESPACE],
+        vec!["create", "tokenreviews.authentication.k8s.io"],
+        vec!["create", "subjectaccessreviews.authorization.k8s.io"],
     ];
     let denied: Vec<Vec<&str>> = vec![
         vec!["get", "secrets", "-n", NAMESPACE],
         vec!["get", "secrets", "-n", ns],
         vec!["list", "secrets", all],
         vec!["watch", "secrets", all],
+        // Status is written by server-side apply patches only.
+        vec!["update", channels, status, "-n", ns],
+        vec!["update", phones, status, "-n", ns],
+        vec!["update", "leases.coordination.k8s.io", "-n", NAMESPACE],
+        // The operator reviews scrapers' tokens; it is no scraper itself.
+        vec!["get", "/metrics"],
         vec!["patch", channels, "-n", ns],
         vec!["update", channels, "-n", ns],
         vec!["create", channels, "-n", ns],
@@ -409,6 +610,94 @@ async fn rbac_allows_exactly_what_the_operator_needs(ctx: Ctx) {
         "the operator's RBAC is not what it needs:\n{}",
         wrong.join("\n")
     );
+
+    // Exactly: everything the ServiceAccount may do, less what any
+    // ServiceAccount may do, is the verbs the operator sends.
+    let baseline_user = format!("system:serviceaccount:{ns}:baseline");
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(ctx.client.clone(), ns)
+        .create(
+            &Default::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "baseline"}})).unwrap(),
+        )
+        .await
+        .expect("a baseline ServiceAccount");
+    let crud = |resource: &str, verbs: &[&str]| {
+        verbs
+            .iter()
+            .map(|v| (resource.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let cluster_wide: Vec<(String, String)> = [
+        crud(channels, &["get", "list", "watch"]),
+        crud(phones, &["get", "list", "watch"]),
+        crud("deploymentchannels.interactions.dev/status", &["patch"]),
+        crud("phoneconfigurations.interactions.dev/status", &["patch"]),
+        crud("events.events.k8s.io", &["create", "patch"]),
+        crud("tokenreviews.authentication.k8s.io", &["create"]),
+        crud("subjectaccessreviews.authorization.k8s.io", &["create"]),
+    ]
+    .concat();
+    let in_own_namespace: Vec<(String, String)> = [
+        cluster_wide.clone(),
+        crud("leases.coordination.k8s.io", &["get", "create", "patch"]),
+    ]
+    .concat();
+    for (namespace, expected) in [(ns, cluster_wide), (NAMESPACE, in_own_namespace)] {
+        let granted = can_i_list(&ctx, SERVICE_ACCOUNT_USER, namespace);
+        let baseline = can_i_list(&ctx, &baseline_user, namespace);
+        let extra: BTreeSet<_> = granted.difference(&baseline).cloned().collect();
+        let expected: BTreeSet<_> = expected.into_iter().collect();
+        assert_eq!(
+            extra, expected,
+            "kubectl auth can-i --list -n {namespace}: the operator holds other verbs than it uses"
+        );
+    }
+}
+
+/// `kubectl auth can-i --list -n NAMESPACE --as USER`, as (resource or
+/// non-resource URL, verb) pairs.
+fn can_i_list(ctx: &Ctx, user: &str, namespace: &str) -> BTreeSet<(String, String)> {
+    let as_user = format!("--as={user}");
+    let out = ctx.env.kubectl(
+        &["auth", "can-i", "--list", "-n", namespace, &as_user],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "kubectl auth can-i --list: {}",
+        stderr(&out)
+    );
+    let mut pairs = BTreeSet::new();
+    // Resources   Non-Resource URLs   Resource Names   Verbs
+    // events.events.k8s.io   []   []   [create patch]
+    for line in stdout(&out).lines().skip(1) {
+        let resource = line.split('[').next().unwrap_or_default().trim();
+        let lists: Vec<Vec<&str>> = line
+            .split('[')
+            .skip(1)
+            .map(|l| {
+                l.split(']')
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect()
+            })
+            .collect();
+        let [urls, _names, verbs] = &lists[..] else {
+            panic!("unexpected kubectl auth can-i --list line {line:?}");
+        };
+        let subjects: Vec<String> = if resource.is_empty() {
+            urls.iter().map(|u| u.to_string()).collect()
+        } else {
+            vec![resource.to_string()]
+        };
+        for subject in subjects {
+            for verb in verbs {
+                pairs.insert((subject.clone(), verb.to_string()));
+            }
+        }
+    }
+    pairs
 }
 
 /// The sample manifests, in the order their kustomization lists them.

@@ -6,6 +6,7 @@ mod admission;
 mod counting;
 mod harness;
 mod install;
+mod metrics_access;
 mod reconcile;
 mod runtime;
 mod support;
@@ -48,6 +49,7 @@ fn main() {
         runtime::scenarios(),
         validate::scenarios(),
         install::scenarios(),
+        metrics_access::scenarios(),
     ]
     .into_iter()
     .flatten()

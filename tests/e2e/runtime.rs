@@ -26,35 +26,78 @@ pub fn scenarios() -> Vec<Scenario> {
 }
 
 /// One `deploymentchannel-operator run` process, killed on drop.
-struct Replica {
-    child: Child,
-    address: SocketAddr,
+pub struct Replica {
+    pub child: Child,
+    /// Where the probes answer (plain HTTP).
+    pub probe_address: SocketAddr,
+    /// Where /metrics answers (HTTPS).
+    pub metrics_address: SocketAddr,
+    /// Whether /metrics is plain HTTP (`--insecure-metrics`).
+    insecure_metrics: bool,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
+fn free_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A client for `https://{address}` that sends `token` (none when `None`)
+/// and trusts `root` (any certificate when `None`).
+pub fn https_client(
+    address: SocketAddr,
+    token: Option<&str>,
+    root: Option<Vec<u8>>,
+) -> kube::Client {
+    let mut config = kube::Config::new(format!("https://{address}").parse().unwrap());
+    config.accept_invalid_certs = root.is_none();
+    config.root_cert = root.map(|der| vec![der]);
+    config.auth_info.token = token.map(|t| t.to_string().into());
+    kube::Client::try_from(config).expect("an HTTPS client")
+}
+
+/// `GET path` through `client`: (status code, body).
+pub async fn https_get(client: &kube::Client, path: &str) -> Option<(u16, String)> {
+    use http_body_util::BodyExt;
+    let request = http::Request::get(path)
+        .body(kube::client::Body::empty())
+        .ok()?;
+    let response = client.send(request).await.ok()?;
+    let code = response.status().as_u16();
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some((code, String::from_utf8_lossy(&body).into_owned()))
+}
+
 impl Replica {
-    fn start(ctx: &Ctx, extra: &[&str]) -> Self {
+    /// Starts a replica with the admin's kubeconfig and /metrics in plain HTTP.
+    pub fn start(ctx: &Ctx, extra: &[&str]) -> Self {
+        let mut args = vec!["--insecure-metrics"];
+        args.extend_from_slice(extra);
+        Self::start_with(ctx, &args, &ctx.env.kubeconfig)
+    }
+
+    /// Starts a replica using `kubeconfig`, with `extra` options.
+    pub fn start_with(ctx: &Ctx, extra: &[&str], kubeconfig: &std::path::Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let (probe_address, metrics_address) = (free_address(), free_address());
         let child = Command::new(env!("CARGO_BIN_EXE_deploymentchannel-operator"))
             .args([
                 "run",
                 "--namespace",
                 &ctx.ns,
-                "--listen-address",
-                &address.to_string(),
+                "--probe-address",
+                &probe_address.to_string(),
+                "--metrics-address",
+                &metrics_address.to_string(),
                 "--log-level",
                 "info",
             ])
             .args(extra)
-            .env("KUBECONFIG", &ctx.env.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env_remove("WATCH_NAMESPACE")
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
@@ -63,14 +106,22 @@ impl Replica {
             .unwrap();
         Self {
             child,
-            address,
+            probe_address,
+            metrics_address,
+            insecure_metrics: extra.contains(&"--insecure-metrics"),
             log,
             _dir: dir,
         }
     }
 
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.address, path).await
+    /// `GET path` over plain HTTP: /metrics (with `--insecure-metrics`) or a probe.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        if path == "/metrics" {
+            assert!(self.insecure_metrics, "/metrics is HTTPS: use https_get");
+            http_get(self.metrics_address, path).await
+        } else {
+            http_get(self.probe_address, path).await
+        }
     }
 
     /// The value of a metric, summed over the samples whose labels contain `labels`.
@@ -80,16 +131,16 @@ impl Replica {
     }
 
     /// Waits until `path` answers 200.
-    async fn wait_ok(&self, ctx: &Ctx, path: &str) {
+    pub async fn wait_ok(&self, ctx: &Ctx, path: &str) {
         ctx.eventually(
-            &format!("{} on {}", path, self.address),
+            &format!("{} on {}", path, self.probe_address),
             Duration::from_secs(30),
             || async { self.get(path).await.filter(|(code, _)| *code == 200) },
         )
         .await;
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
