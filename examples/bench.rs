@@ -402,55 +402,42 @@ fn expected_statuses(
     phones: &[PhoneConfiguration],
 ) -> HashMap<String, deploymentchannel_operator::api::DeploymentChannelStatus> {
     use deploymentchannel_operator::{
-        controller::now,
         index::{Index, ObjectKey},
-        status::{ChannelFacts, channel_status},
+        status::desired_channel_status,
         validation::validate_channel,
     };
     let channels: Vec<DeploymentChannel> = work
         .channels
         .iter()
         .chain(&work.losers)
-        .enumerate()
-        .map(|(position, (object, _))| {
+        .map(|(object, _)| {
             let mut channel: DeploymentChannel =
                 serde_json::from_value(object.clone()).expect("a workload channel");
             channel.metadata.namespace = Some(ns.to_string());
-            channel.metadata.creation_timestamp =
-                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    jiff::Timestamp::from_second(position as i64).unwrap(),
-                ));
+            channel.metadata.generation = Some(1);
             channel
         })
         .collect();
-    let mut index = Index::default();
-    channels.iter().for_each(|c| {
-        index.apply(c);
-    });
+    let index = Index::in_order(&channels);
     let by_name: HashMap<&str, &PhoneConfiguration> = phones
         .iter()
         .map(|p| (p.metadata.name.as_deref().unwrap_or_default(), p))
         .collect();
-    let time = now();
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
     channels
         .iter()
         .map(|channel| {
             let name = channel.metadata.name.clone().unwrap_or_default();
-            let validation = validate_channel(&channel.spec);
-            let phone = validation
-                .as_ref()
-                .ok()
-                .and_then(|v| v.phone_configuration())
-                .and_then(|p| by_name.get(p).copied());
             let holder = index.claim_holder(&ObjectKey::new(ns, &name));
-            let facts = ChannelFacts {
-                namespace: ns,
-                generation: Some(1),
-                validation: &validation,
-                phone_configuration: phone,
-                claim_holder: holder.as_ref(),
-            };
-            (name, channel_status(&facts, None, &time))
+            let status = desired_channel_status(
+                channel,
+                &validate_channel(&channel.spec),
+                |_, name| by_name.get(name).copied(),
+                holder.as_ref(),
+                None,
+                &now,
+            );
+            (name, status)
         })
         .collect()
 }

@@ -9,10 +9,9 @@ use kube::{Client, Config};
 use tracing::info;
 
 use crate::{
-    cli::RunArgs,
     crdgen,
     local_cluster::{self, ASSETS_VARIABLE, LocalCluster},
-    runtime::{self, Shutdown},
+    runtime::{self, RunArgs, Shutdown},
 };
 
 /// How long a kube context gets to answer before it counts as unreachable.

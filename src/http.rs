@@ -16,23 +16,14 @@ use axum::{
 use crate::{
     metrics::Metrics,
     metrics_auth::{self, MetricsAuth},
+    readiness::Readiness,
 };
 
 /// What the endpoints read.
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
-    /// Whether replicas elect a leader (a standby is ready without caches).
-    pub leader_election: bool,
-}
-
-impl HttpState {
-    /// Ready when the caches hold a full list; with leader election, a
-    /// replica standing by for the lease is ready too.
-    pub fn ready(&self) -> bool {
-        let synced = self.metrics.caches_synced.get() == 1;
-        let leading = self.metrics.leader.get() == 1;
-        synced || (self.leader_election && !leading)
-    }
+    /// What `/readyz` answers.
+    pub readiness: Arc<Readiness>,
 }
 
 /// The probe routes.
@@ -99,7 +90,7 @@ async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoRespons
 }
 
 async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
-    if state.ready() {
+    if state.readiness.is_ready() {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
@@ -125,42 +116,38 @@ mod tests {
         (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
+    fn state() -> Arc<HttpState> {
+        let metrics = Arc::new(Metrics::default());
+        Arc::new(HttpState {
+            readiness: Arc::new(Readiness::new(metrics.caches_synced.clone())),
+            metrics,
+        })
+    }
+
     #[tokio::test]
-    async fn readiness_follows_caches_and_leadership() {
-        let state = Arc::new(HttpState {
-            metrics: Arc::new(Metrics::default()),
-            leader_election: false,
-        });
+    async fn readyz_answers_what_the_readiness_says() {
+        let state = state();
         assert_eq!(get(&state, "/healthz").await, (StatusCode::OK, "ok".into()));
         assert_eq!(
             get(&state, "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
-        state.metrics.caches_synced.set(1);
+        state.readiness.channels_listed();
+        state.readiness.phone_configurations_listed();
         assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
-
-        let elected = Arc::new(HttpState {
-            metrics: Arc::new(Metrics::default()),
-            leader_election: true,
-        });
-        // Standing by: ready.
-        assert_eq!(get(&elected, "/readyz").await.0, StatusCode::OK);
-        // Leading with caches still listing: not ready.
-        elected.metrics.leader.set(1);
+        state.readiness.caches_lost();
         assert_eq!(
-            get(&elected, "/readyz").await.0,
+            get(&state, "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
-        elected.metrics.caches_synced.set(1);
-        assert_eq!(get(&elected, "/readyz").await.0, StatusCode::OK);
+        // Standing by for the Lease: ready without caches.
+        state.readiness.set_standing_by(true);
+        assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
     }
 
     #[tokio::test]
     async fn open_metrics_are_served_in_the_exposition_format() {
-        let state = Arc::new(HttpState {
-            metrics: Arc::new(Metrics::default()),
-            leader_election: true,
-        });
+        let state = state();
         state.metrics.leader.set(1);
         let (status, body) = get(&state, "/metrics").await;
         assert_eq!(status, StatusCode::OK);

@@ -8,7 +8,7 @@
 //! Every change says which other objects it affects, so the controllers
 //! re-reconcile exactly those.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use jiff::Timestamp;
 
@@ -72,7 +72,8 @@ pub struct Affected {
 }
 
 impl Affected {
-    fn merge(&mut self, other: Affected) {
+    /// Adds what `other` affected.
+    pub fn merge(&mut self, other: Affected) {
         self.channels.extend(other.channels);
         self.phone_configurations.extend(other.phone_configurations);
     }
@@ -84,19 +85,29 @@ pub struct Index {
     channels: HashMap<ObjectKey, Entry>,
     claims: HashMap<Claim, BTreeSet<Seniority>>,
     references: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
-    /// During a relist: the channels seen so far.
-    resync: Option<HashSet<ObjectKey>>,
 }
 
 impl Index {
+    /// An index of `channels` whose claims go to them in the given order, as
+    /// when they are created in that order: for manifests, which have no
+    /// creation time.
+    pub fn in_order<'a>(channels: impl IntoIterator<Item = &'a DeploymentChannel>) -> Self {
+        let mut index = Self::default();
+        for (position, channel) in channels.into_iter().enumerate() {
+            let mut channel = channel.clone();
+            channel.metadata.creation_timestamp = jiff::Timestamp::from_second(position as i64)
+                .ok()
+                .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+            index.apply(&channel);
+        }
+        index
+    }
+
     /// Records a created or changed channel.
     pub fn apply(&mut self, channel: &DeploymentChannel) -> Affected {
         let Some(key) = ObjectKey::of(channel) else {
             return Affected::default();
         };
-        if let Some(seen) = &mut self.resync {
-            seen.insert(key.clone());
-        }
         let entry = Entry {
             seniority: Seniority {
                 created: channel.metadata.creation_timestamp.as_ref().map(|t| t.0),
@@ -159,31 +170,9 @@ impl Index {
         affected
     }
 
-    /// A relist starts: channels not applied again before
-    /// [`end_resync`](Self::end_resync) are gone.
-    pub fn begin_resync(&mut self) {
-        self.resync = Some(HashSet::new());
-    }
-
-    /// A relist ends: forgets the channels it did not list.
-    pub fn end_resync(&mut self) -> Affected {
-        let mut affected = Affected::default();
-        let Some(seen) = self.resync.take() else {
-            return affected;
-        };
-        let gone: Vec<ObjectKey> = self
-            .channels
-            .keys()
-            .filter(|k| !seen.contains(k))
-            .cloned()
-            .collect();
-        for key in &gone {
-            affected.merge(self.delete(key));
-        }
-        for key in &gone {
-            affected.channels.remove(key);
-        }
-        affected
+    /// Every channel in the index.
+    pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.channels.keys()
     }
 
     /// The channel that holds `key`'s claim when that is another channel.

@@ -19,7 +19,7 @@ use crate::{
     api::{DeploymentChannel, PhoneConfiguration},
     field_error::{FieldError, Reason},
     index::{Index, ObjectKey},
-    status::{ChannelFacts, channel_status, condition, reason},
+    status::{condition, desired_channel_status, reason},
     validation::{ValidChannel, validate_channel, validate_phone_configuration},
 };
 
@@ -165,6 +165,78 @@ pub struct Report {
     pub problems: Vec<Problem>,
 }
 
+/// Exit codes of `validate`.
+pub mod exit {
+    /// Every object is valid.
+    pub const VALID: u8 = 0;
+    /// At least one object is invalid.
+    pub const INVALID: u8 = 1;
+    /// An input could not be read or parsed.
+    pub const UNREADABLE: u8 = 2;
+}
+
+impl Report {
+    /// One line per problem: `file:document: kind/name: field: message`.
+    pub fn write_text(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.problems
+            .iter()
+            .try_for_each(|problem| writeln!(out, "{problem}"))
+    }
+
+    /// One JSON object with the verdict, every problem and every unreadable input.
+    pub fn write_json(
+        &self,
+        unreadable: &[Unreadable],
+        out: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        let unreadable: Vec<_> = unreadable
+            .iter()
+            .map(|u| serde_json::json!({"file": u.source, "error": u.error}))
+            .collect();
+        let json = serde_json::json!({
+            "valid": self.problems.is_empty() && unreadable.is_empty(),
+            "checked": self.checked,
+            "skipped": self.skipped,
+            "problems": self.problems,
+            "unreadable": unreadable,
+        });
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json).expect("a report serializes to JSON")
+        )
+    }
+
+    /// The unreadable inputs, then one line of counts.
+    pub fn write_summary(
+        &self,
+        unreadable: &[Unreadable],
+        err: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        for u in unreadable {
+            writeln!(err, "{}: {}", u.source, u.error)?;
+        }
+        writeln!(
+            err,
+            "{} objects checked, {} other documents skipped, {} problems",
+            self.checked,
+            self.skipped,
+            self.problems.len()
+        )
+    }
+
+    /// The exit code for this verdict, given whether it could be written.
+    pub fn exit_code(&self, unreadable: &[Unreadable], written: bool) -> u8 {
+        if !written || !unreadable.is_empty() {
+            exit::UNREADABLE
+        } else if self.problems.is_empty() {
+            exit::VALID
+        } else {
+            exit::INVALID
+        }
+    }
+}
+
 /// How strict the check is.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
@@ -174,6 +246,9 @@ pub struct Options {
 }
 
 const API_VERSION: &str = "interactions.dev/v1alpha1";
+
+/// The time of the statuses `validate` computes: it reports no timestamps.
+const NO_TIME: Time = Time(jiff::Timestamp::UNIX_EPOCH);
 
 /// A channel that passed the per-object checks, kept for the cross-object ones.
 struct Checked<'a> {
@@ -243,10 +318,14 @@ pub fn check(documents: &[Document], options: Options) -> Report {
         let key = ObjectKey::new(namespace_of(&document.value), name);
         if kind == "DeploymentChannel" {
             match serde_json::from_value::<DeploymentChannel>(document.value.clone()) {
-                Ok(channel) => match validate_channel(&channel.spec) {
+                Ok(mut channel) => match validate_channel(&channel.spec) {
                     Ok(valid) => channels.push(Checked {
+                        // One without a namespace lands in the one it is applied to.
+                        object: {
+                            channel.metadata.namespace = Some(namespace_of(&document.value));
+                            channel
+                        },
                         document,
-                        object: channel,
                         validation: Ok(valid),
                     }),
                     Err(errors) => errors.iter().for_each(&mut problem),
@@ -279,35 +358,26 @@ fn check_channels_together(
     options: Options,
     report: &mut Report,
 ) {
-    let mut index = Index::default();
-    for (position, channel) in channels.iter().enumerate() {
-        let mut object = channel.object.clone();
-        object.metadata.namespace = Some(namespace_of(&channel.document.value));
-        // Manifests have no creation time: the first listed claims an
-        // identifier, as it would when they are applied in this order.
-        object.metadata.creation_timestamp =
-            jiff::Timestamp::from_second(position as i64).ok().map(Time);
-        index.apply(&object);
-    }
+    // Manifests have no creation time: the first listed claims an
+    // identifier, as it would when they are applied in this order.
+    let index = Index::in_order(channels.iter().map(|c| &c.object));
     for channel in channels {
-        let namespace = namespace_of(&channel.document.value);
         let name = channel.object.metadata.name.clone().unwrap_or_default();
-        let key = ObjectKey::new(namespace.clone(), name.clone());
-        let validation = &channel.validation;
-        let phone = validation
-            .as_ref()
-            .ok()
-            .and_then(|v| v.phone_configuration())
-            .and_then(|pc| phones.get(&ObjectKey::new(namespace.clone(), pc)));
-        let holder = index.claim_holder(&key);
-        let facts = ChannelFacts {
-            namespace: &namespace,
-            generation: None,
-            validation,
-            phone_configuration: phone,
-            claim_holder: holder.as_ref(),
-        };
-        let status = channel_status(&facts, None, &crate::controller::now());
+        let namespace = channel
+            .object
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_default();
+        let holder = index.claim_holder(&ObjectKey::new(namespace, name.clone()));
+        let status = desired_channel_status(
+            &channel.object,
+            &channel.validation,
+            |namespace, name| phones.get(&ObjectKey::new(namespace, name)),
+            holder.as_ref(),
+            None,
+            &NO_TIME,
+        );
         let Some(ready) = status
             .conditions
             .iter()

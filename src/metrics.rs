@@ -70,7 +70,6 @@ pub struct Metrics {
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Family<KindLabels, Histogram>,
     pub errors: Family<ErrorLabels, Counter>,
-    pub status_writes: Family<KindLabels, Counter>,
     pub events: Family<EventLabels, Counter>,
     pub cached_objects: Family<KindLabels, Gauge>,
     pub channels_by_ready: Family<ReadyLabels, Gauge>,
@@ -110,14 +109,6 @@ impl Default for Metrics {
             "reconcile_errors",
             "Failed reconciles by kind and reason",
             &errors,
-        );
-        let status_writes = Family::default();
-        register(
-            &mut registry,
-            &mut series,
-            "status_writes",
-            "Status patches sent, by kind",
-            &status_writes,
         );
         let events = Family::default();
         register(
@@ -189,7 +180,6 @@ impl Default for Metrics {
             reconciles,
             reconcile_duration,
             errors,
-            status_writes,
             events,
             cached_objects,
             channels_by_ready,

@@ -9,13 +9,17 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+mod options;
+
+pub use options::{LogFormat, RunArgs};
+
 use crate::{
     api_metrics::ApiMetricsLayer,
-    cli::{LogFormat, RunArgs},
     controller::{self, Settings},
     http::{self, HttpState},
     metrics::Metrics,
     metrics_auth::{KubeReviewer, MetricsAuth},
+    readiness::Readiness,
     tls,
 };
 use axum_server::tls_rustls::RustlsConfig;
@@ -115,18 +119,31 @@ pub async fn run_with(
         .build();
     tokio::spawn(warn_if_unsupported(client.clone()));
     let identity = args.identity.clone().unwrap_or_else(default_identity);
-    let servers =
-        start_servers(&args, &identity, client.clone(), metrics.clone(), &shutdown).await?;
-    let settings = Settings {
-        namespace: args.namespace.clone(),
-        concurrency: args.concurrency,
-        instance: Some(identity.clone()),
+    let readiness = Arc::new(Readiness::new(metrics.caches_synced.clone()));
+    let servers = start_servers(
+        &args,
+        &identity,
+        client.clone(),
+        metrics.clone(),
+        readiness.clone(),
+        &shutdown,
+    )
+    .await?;
+    let controllers = Controllers {
+        client,
+        settings: Settings {
+            namespace: args.namespace.clone(),
+            concurrency: args.concurrency,
+            instance: Some(identity.clone()),
+        },
+        metrics,
+        readiness,
+        grace: Duration::from_secs(args.shutdown_timeout_seconds),
     };
-    let grace = Duration::from_secs(args.shutdown_timeout_seconds);
     let result = if args.leader_election {
-        lead(client, &args, identity, settings, metrics, &shutdown, grace).await
+        lead(&controllers, &args, identity, &shutdown).await
     } else {
-        reconcile_until(client, settings, metrics, &shutdown, grace).await;
+        controllers.run_until(&shutdown).await;
         Ok(())
     };
     for server in servers {
@@ -158,6 +175,7 @@ async fn start_servers(
     identity: &str,
     client: Client,
     metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<std::io::Result<()>>>> {
     if args.probe_address == args.metrics_address {
@@ -173,7 +191,7 @@ async fn start_servers(
         .with_context(|| format!("--metrics-address {}: cannot listen", args.metrics_address))?;
     let state = Arc::new(HttpState {
         metrics: metrics.clone(),
-        leader_election: args.leader_election,
+        readiness,
     });
     info!(address = %args.probe_address, "serving /healthz and /readyz");
     let mut servers = vec![tokio::spawn(http::serve(
@@ -222,47 +240,58 @@ async fn start_servers(
     Ok(servers)
 }
 
-/// Runs the controllers until shutdown; in-flight reconciles get `grace` to finish.
-async fn reconcile_until(
+/// The controllers and what they run with, for as long as the process lives.
+struct Controllers {
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
-    shutdown: &Shutdown,
+    readiness: Arc<Readiness>,
+    /// How long in-flight reconciles get to finish on shutdown.
     grace: Duration,
-) {
-    let controllers = controller::run(client, settings, metrics.clone(), shutdown.requested());
-    let deadline = {
-        let requested = shutdown.requested();
-        async move {
-            requested.await;
-            tokio::time::sleep(grace).await;
+}
+
+impl Controllers {
+    /// Runs the controllers until shutdown; in-flight reconciles get `grace` to finish.
+    async fn run_until(&self, shutdown: &Shutdown) {
+        let controllers = controller::run(
+            self.client.clone(),
+            self.settings.clone(),
+            self.metrics.clone(),
+            self.readiness.clone(),
+            shutdown.requested(),
+        );
+        let grace = self.grace;
+        let deadline = {
+            let requested = shutdown.requested();
+            async move {
+                requested.await;
+                tokio::time::sleep(grace).await;
+            }
+        };
+        tokio::select! {
+            _ = controllers => {}
+            _ = deadline => warn!(?grace, "in-flight reconciles did not finish in time: abandoning them"),
         }
-    };
-    tokio::select! {
-        _ = controllers => {}
-        _ = deadline => warn!(?grace, "in-flight reconciles did not finish in time: abandoning them"),
+        self.readiness.caches_lost();
     }
-    metrics.caches_synced.set(0);
 }
 
 /// Stands by for the Lease, reconciles while holding it, stops reconciling
 /// at once when it is lost, and releases it on shutdown.
 async fn lead(
-    client: Client,
+    controllers: &Controllers,
     args: &RunArgs,
     identity: String,
-    settings: Settings,
-    metrics: Arc<Metrics>,
     shutdown: &Shutdown,
-    grace: Duration,
 ) -> anyhow::Result<()> {
+    let (metrics, readiness) = (&controllers.metrics, &controllers.readiness);
     let namespace = args
         .lease_namespace
         .clone()
         .or_else(|| std::env::var("POD_NAMESPACE").ok())
         .unwrap_or_else(|| "default".into());
     let duration = args.lease_duration_seconds;
-    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+    let manager = LeaseManagerBuilder::new(controllers.client.clone(), &args.lease_name)
         .with_namespace(&namespace)
         .with_identity(&identity)
         .with_duration(duration)
@@ -275,17 +304,19 @@ async fn lead(
     info!(lease = %format!("{namespace}/{}", args.lease_name), %identity, "standing by for the lease");
     while !shutdown.is_requested() {
         metrics.leader.set(0);
+        readiness.set_standing_by(true);
         tokio::select! {
             _ = shutdown.requested() => break,
             changed = leading.wait_for(|leader| *leader) => if changed.is_err() { break },
         }
         metrics.leader.set(1);
+        readiness.set_standing_by(false);
         info!(%identity, "acquired the lease: reconciling");
         tokio::select! {
-            _ = reconcile_until(client.clone(), settings.clone(), metrics.clone(), shutdown, grace) => {}
+            _ = controllers.run_until(shutdown) => {}
             lost = leading.wait_for(|leader| !*leader) => {
                 // Dropping the controllers cancels their in-flight reconciles.
-                metrics.caches_synced.set(0);
+                readiness.caches_lost();
                 if lost.is_err() {
                     break;
                 }
@@ -294,6 +325,7 @@ async fn lead(
         }
     }
     metrics.leader.set(0);
+    readiness.set_standing_by(false);
     // Closing the channel makes the manager release the Lease and stop.
     drop(leading);
     match tokio::time::timeout(Duration::from_secs(5), task).await {

@@ -2,12 +2,14 @@
 //! (the object, its PhoneConfiguration, the claim index). Pure: no I/O, the
 //! current time is an input, so the same inputs always give the same status.
 
+use std::ops::Deref;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::{
     api::{
-        DeploymentChannelStatus, PhoneConfiguration, PhoneConfigurationReference,
-        PhoneConfigurationStatus, find_condition,
+        DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration,
+        PhoneConfigurationReference, PhoneConfigurationStatus, find_condition,
     },
     field_error::{FieldError, join},
     validation::{ValidChannel, ValidPhoneConfiguration, validate_phone_configuration},
@@ -46,7 +48,7 @@ pub struct ClaimHolder {
 }
 
 /// Everything a channel's status depends on.
-pub struct ChannelFacts<'a> {
+pub(crate) struct ChannelFacts<'a> {
     /// `metadata.namespace` of the channel.
     pub namespace: &'a str,
     /// `metadata.generation` of the channel.
@@ -83,8 +85,37 @@ impl Verdict {
     }
 }
 
-/// The status a DeploymentChannel should have.
-pub fn channel_status(
+/// The status a DeploymentChannel should have, from everything it depends
+/// on: its spec (validated) and generation, the PhoneConfiguration its
+/// reference names (`find_phone_configuration(namespace, name)`), the channel
+/// that holds its claim, its previous status and the time. The controller,
+/// `validate` and the benchmark all compute a channel's status here.
+pub fn desired_channel_status<P: Deref<Target = PhoneConfiguration>>(
+    channel: &DeploymentChannel,
+    validation: &Result<ValidChannel, Vec<FieldError>>,
+    find_phone_configuration: impl FnOnce(&str, &str) -> Option<P>,
+    claim_holder: Option<&ClaimHolder>,
+    previous: Option<&DeploymentChannelStatus>,
+    now: &Time,
+) -> DeploymentChannelStatus {
+    let namespace = channel.metadata.namespace.as_deref().unwrap_or_default();
+    let phone_configuration = validation
+        .as_ref()
+        .ok()
+        .and_then(ValidChannel::phone_configuration)
+        .and_then(|name| find_phone_configuration(namespace, name));
+    let facts = ChannelFacts {
+        namespace,
+        generation: channel.metadata.generation,
+        validation,
+        phone_configuration: phone_configuration.as_deref(),
+        claim_holder,
+    };
+    channel_status(&facts, previous, now)
+}
+
+/// The status a DeploymentChannel should have, from its facts.
+pub(crate) fn channel_status(
     facts: &ChannelFacts<'_>,
     previous: Option<&DeploymentChannelStatus>,
     now: &Time,

@@ -1,6 +1,7 @@
 use clap::Parser;
 
 use super::*;
+use crate::{manifests::exit, runtime::LogFormat};
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(std::iter::once("deploymentchannel-operator").chain(args.iter().copied()))

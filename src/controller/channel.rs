@@ -17,8 +17,8 @@ use super::{Context, Error, status_writer::Written};
 use crate::{
     api::DeploymentChannel,
     index::ObjectKey,
-    metrics::{EventLabels, KindLabels},
-    status::{ChannelFacts, ReadinessChange, channel_status, readiness_change},
+    metrics::EventLabels,
+    status::{ReadinessChange, desired_channel_status, readiness_change},
     validation::validate_channel,
 };
 
@@ -40,24 +40,19 @@ async fn reconcile(channel: &DeploymentChannel, ctx: &Context) -> Result<Written
         .namespace()
         .ok_or(Error::MissingMetadata("namespace"))?;
     let validation = validate_channel(&channel.spec);
-    let phone_configuration = validation
-        .as_ref()
-        .ok()
-        .and_then(|valid| valid.phone_configuration())
-        .and_then(|name| {
-            ctx.phone_configurations
-                .get(&ObjectRef::new(name).within(&namespace))
-        });
     let claim_holder = ctx.index().claim_holder(&key);
-    let facts = ChannelFacts {
-        namespace: &namespace,
-        generation: channel.metadata.generation,
-        validation: &validation,
-        phone_configuration: phone_configuration.as_deref(),
-        claim_holder: claim_holder.as_ref(),
-    };
     let previous = ctx.channel_status.current(channel, channel.status.as_ref());
-    let desired = channel_status(&facts, previous.as_ref(), &(ctx.clock)());
+    let desired = desired_channel_status(
+        channel,
+        &validation,
+        |namespace, name| {
+            ctx.phone_configurations
+                .get(&ObjectRef::new(name).within(namespace))
+        },
+        claim_holder.as_ref(),
+        previous.as_ref(),
+        &(ctx.clock)(),
+    );
     let api: Api<DeploymentChannel> = Api::namespaced(ctx.client.clone(), &namespace);
     let written = ctx
         .channel_status
@@ -68,10 +63,6 @@ async fn reconcile(channel: &DeploymentChannel, ctx: &Context) -> Result<Written
         debug!(channel = %key, "status unchanged");
         return Ok(written);
     }
-    ctx.metrics
-        .status_writes
-        .get_or_create(&KindLabels { kind: KIND })
-        .inc();
     let ready = desired
         .conditions
         .first()

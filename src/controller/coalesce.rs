@@ -65,27 +65,43 @@ impl<K: Ord> Coalescer<K> {
     }
 }
 
-/// Forwards requests (`Some`) from `input` to `output` through a
-/// [`Coalescer`]; `None` is activity that delays what is held. Ends when
-/// `input` closes (what is still held is sent then).
+/// What [`forward`] receives.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request<K> {
+    /// Send this key once the batch is due.
+    Batch(K),
+    /// Activity that may bring more requests: what is held waits for it to settle.
+    Activity,
+}
+
+/// What [`forward`] wakes up for.
+enum Wake<K> {
+    Received(Request<K>),
+    Due,
+    Closed,
+}
+
+/// Forwards [`Request::Batch`] keys from `input` to `output` through a
+/// [`Coalescer`]. Ends when `input` closes (what is still held is sent then).
 pub async fn forward<K: Ord + Send>(
-    mut input: mpsc::UnboundedReceiver<Option<K>>,
+    mut input: mpsc::UnboundedReceiver<Request<K>>,
     output: mpsc::UnboundedSender<K>,
     mut coalescer: Coalescer<K>,
 ) {
+    let received = |request: Option<Request<K>>| request.map_or(Wake::Closed, Wake::Received);
     loop {
-        let next = match coalescer.deadline() {
+        let wake = match coalescer.deadline() {
             Some(deadline) => tokio::select! {
-                key = input.next() => key.map(Some),
-                _ = tokio::time::sleep_until(deadline.into()) => Some(None),
+                request = input.next() => received(request),
+                _ = tokio::time::sleep_until(deadline.into()) => Wake::Due,
             },
-            None => input.next().await.map(Some),
+            None => received(input.next().await),
         };
-        match next {
-            Some(Some(Some(key))) => coalescer.add(key, Instant::now()),
-            Some(Some(None)) => coalescer.touch(Instant::now()),
-            Some(None) => {}
-            None => {
+        match wake {
+            Wake::Received(Request::Batch(key)) => coalescer.add(key, Instant::now()),
+            Wake::Received(Request::Activity) => coalescer.touch(Instant::now()),
+            Wake::Due => {}
+            Wake::Closed => {
                 for key in std::mem::take(&mut coalescer.pending) {
                     let _ = output.unbounded_send(key);
                 }
@@ -167,13 +183,13 @@ mod tests {
         let (output, mut output_rx) = mpsc::unbounded();
         let task = tokio::spawn(forward(input_rx, output, Coalescer::new(QUIET, MAX_WAIT)));
         for key in ["b", "a", "b", "a"] {
-            input.unbounded_send(Some(key)).unwrap();
+            input.unbounded_send(Request::Batch(key)).unwrap();
         }
-        input.unbounded_send(None).unwrap();
+        input.unbounded_send(Request::Activity).unwrap();
         // The paused clock jumps to the deadline once every task waits.
         assert_eq!(output_rx.next().await, Some("a"));
         assert_eq!(output_rx.next().await, Some("b"));
-        input.unbounded_send(Some("c")).unwrap();
+        input.unbounded_send(Request::Batch("c")).unwrap();
         drop(input);
         assert_eq!(output_rx.next().await, Some("c"));
         assert_eq!(output_rx.next().await, None);

@@ -1,4 +1,12 @@
-//! Watch streams into caches, the index and triggers.
+//! Watch streams into caches, per-object tables and triggers.
+//!
+//! Every watch goes through one mechanism: [`Relist`] turns its events into
+//! `apply` and `delete` calls on a [`Table`], a relist being the applies of
+//! what was listed followed by the deletes of what was not. The tables are
+//! everything kept per object besides the caches: the index and the
+//! readiness tally for channels, the spec versions for PhoneConfigurations,
+//! and the reconciles' own records (status writes in flight, backoff), so a
+//! deleted object leaves nothing behind.
 //!
 //! The index is updated *before* the cache, so a reconcile that the cache
 //! starts always sees an index at least as new as its object; triggers for
@@ -6,7 +14,7 @@
 //! reads the change that triggered it.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     mem,
     sync::{Arc, Mutex},
 };
@@ -22,20 +30,100 @@ use kube::{
 };
 use tracing::warn;
 
-use super::CacheReadiness;
+use super::{Context, coalesce::Request};
 use crate::{
-    api::{DeploymentChannel, PhoneConfiguration},
+    api::{DeploymentChannel, PhoneConfiguration, find_condition},
     index::{Affected, Index, ObjectKey},
     metrics::{KindLabels, Metrics, ReadyLabels},
-    status::reason,
+    status::{condition, reason},
+    sync::lock,
 };
 
-/// Where reconcile requests for other objects go.
-pub struct Triggers {
-    pub channels: UnboundedSender<ObjectRef<DeploymentChannel>>,
-    /// PhoneConfigurations whose bound channels changed (`Some`), and any
-    /// other channel change (`None`), which delays their batch.
-    pub phone_configurations: UnboundedSender<Option<ObjectKey>>,
+/// What a table reports a change affected.
+pub(super) trait Changes: Default {
+    fn merge(&mut self, other: Self);
+}
+
+impl Changes for () {
+    fn merge(&mut self, _: Self) {}
+}
+
+impl Changes for Affected {
+    fn merge(&mut self, other: Self) {
+        Affected::merge(self, other);
+    }
+}
+
+impl Changes for BTreeSet<ObjectKey> {
+    fn merge(&mut self, other: Self) {
+        self.extend(other);
+    }
+}
+
+/// Something kept per object of one watch.
+pub(super) trait Table<K> {
+    type Changes: Changes;
+    /// An object was created or changed (or listed).
+    fn apply(&mut self, object: &K) -> Self::Changes;
+    /// An object was deleted (or was missing from a relist).
+    fn delete(&mut self, key: &ObjectKey) -> Self::Changes;
+    /// Every object the table holds.
+    fn keys(&self) -> Vec<ObjectKey>;
+}
+
+/// Feeds one watch's events to a table. During a relist, what the applies
+/// change is held back and reported with the deletes when the list is
+/// complete, since only then does the cache hold the listed objects.
+pub(super) struct Relist<C> {
+    listed: Option<HashSet<ObjectKey>>,
+    held: C,
+}
+
+impl<C: Changes> Default for Relist<C> {
+    fn default() -> Self {
+        Self {
+            listed: None,
+            held: C::default(),
+        }
+    }
+}
+
+impl<C: Changes> Relist<C> {
+    /// Applies one event to `table`; returns what it changed.
+    pub fn on<K: Resource, T: Table<K, Changes = C>>(
+        &mut self,
+        event: &watcher::Event<K>,
+        table: &mut T,
+    ) -> C {
+        match event {
+            watcher::Event::Init => {
+                self.listed = Some(HashSet::new());
+                C::default()
+            }
+            watcher::Event::InitApply(object) => {
+                if let (Some(listed), Some(key)) = (&mut self.listed, ObjectKey::of(object)) {
+                    listed.insert(key);
+                }
+                let changes = table.apply(object);
+                self.held.merge(changes);
+                C::default()
+            }
+            watcher::Event::InitDone => {
+                let listed = self.listed.take().unwrap_or_default();
+                let mut changes = mem::take(&mut self.held);
+                for key in table.keys() {
+                    if !listed.contains(&key) {
+                        changes.merge(table.delete(&key));
+                    }
+                }
+                changes
+            }
+            watcher::Event::Apply(object) => table.apply(object),
+            watcher::Event::Delete(object) => ObjectKey::of(object)
+                .map(|key| table.delete(&key))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// Drops what the operator never reads, so the caches stay small.
@@ -47,12 +135,6 @@ fn strip<K: Resource>(object: &mut K) {
     }
 }
 
-fn lock(index: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
-    index
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// A failed watch or list: logged and counted; the watcher retries it with backoff.
 fn watch_failed(metrics: &Metrics, kind: &'static str, error: &watcher::Error) {
     metrics
@@ -62,25 +144,57 @@ fn watch_failed(metrics: &Metrics, kind: &'static str, error: &watcher::Error) {
     warn!(kind, %error, "watch failed; retrying with backoff");
 }
 
-/// DeploymentChannels: index, cache, then triggers for the channels and
+/// Where reconcile requests for other objects go.
+pub struct Triggers {
+    pub channels: UnboundedSender<ObjectRef<DeploymentChannel>>,
+    /// PhoneConfigurations whose status to write once channel changes settle.
+    pub phone_configurations: UnboundedSender<Request<ObjectKey>>,
+}
+
+/// Everything kept per DeploymentChannel besides the cache.
+pub(super) struct ChannelTables {
+    pub index: Arc<Mutex<Index>>,
+    pub tally: ReadinessTally,
+    pub ctx: Arc<Context>,
+}
+
+impl Table<DeploymentChannel> for ChannelTables {
+    type Changes = Affected;
+
+    fn apply(&mut self, channel: &DeploymentChannel) -> Affected {
+        self.tally.apply(channel);
+        lock(&self.index).apply(channel)
+    }
+
+    fn delete(&mut self, key: &ObjectKey) -> Affected {
+        self.tally.delete(key);
+        self.ctx.forget_channel(key);
+        lock(&self.index).delete(key)
+    }
+
+    fn keys(&self) -> Vec<ObjectKey> {
+        lock(&self.index).keys().cloned().collect()
+    }
+}
+
+/// DeploymentChannels: tables, cache, then triggers for the channels and
 /// PhoneConfigurations a change affects.
-pub async fn channels(
+pub(super) async fn channels(
     watch: impl Stream<Item = watcher::Result<watcher::Event<DeploymentChannel>>> + Send,
     writer: Writer<DeploymentChannel>,
-    index: Arc<Mutex<Index>>,
-    readiness: Arc<CacheReadiness>,
+    mut tables: ChannelTables,
     phone_configurations: Store<PhoneConfiguration>,
     triggers: Triggers,
-    metrics: Arc<Metrics>,
 ) {
-    let pending = Arc::new(Mutex::new(Affected::default()));
+    let ctx = tables.ctx.clone();
     let labels = KindLabels {
         kind: "DeploymentChannel",
     };
-    let before = pending.clone();
+    let mut relist = Relist::default();
+    let pending = Arc::new(Mutex::new(Affected::default()));
+    let before_cache = pending.clone();
     let cache = writer.as_reader();
-    let mut readiness_tally = ReadinessTally::default();
-    let tally_metrics = metrics.clone();
+    let metrics = ctx.metrics.clone();
     watch
         .default_backoff()
         .modify(strip)
@@ -90,42 +204,20 @@ pub async fn channels(
                 Err(error) => return watch_failed(&metrics, "DeploymentChannel", error),
             };
             metrics.watch_events.get_or_create(&labels).inc();
-            let mut index = lock(&index);
-            let affected = match event {
-                watcher::Event::Init => {
-                    index.begin_resync();
-                    Affected::default()
-                }
-                watcher::Event::InitApply(channel) => {
-                    index.apply(channel);
-                    Affected::default()
-                }
-                watcher::Event::InitDone => index.end_resync(),
-                watcher::Event::Apply(channel) => index.apply(channel),
-                watcher::Event::Delete(channel) => ObjectKey::of(channel)
-                    .map(|k| index.delete(&k))
-                    .unwrap_or_default(),
-            };
+            let affected = relist.on(event, &mut tables);
+            tables.tally.export(&metrics);
             metrics
                 .cached_objects
                 .get_or_create(&labels)
-                .set(index.len() as i64);
-            let mut pending = before.lock().unwrap_or_else(|p| p.into_inner());
-            pending.channels.extend(affected.channels);
-            pending
-                .phone_configurations
-                .extend(affected.phone_configurations);
+                .set(lock(&tables.index).len() as i64);
+            lock(&before_cache).merge(affected);
         })
         .reflect_shared(writer)
         .for_each(move |event| {
-            if let Ok(event) = &event {
-                readiness_tally.record(event);
-                readiness_tally.export(&tally_metrics);
-                if let watcher::Event::InitDone = event {
-                    readiness.channels_listed();
-                }
+            if let Ok(watcher::Event::InitDone) = &event {
+                ctx.readiness.channels_listed();
             }
-            let affected = mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
+            let affected = mem::take(&mut *lock(&pending));
             for key in affected.channels {
                 let object_ref = ObjectRef::new(&key.name).within(&key.namespace);
                 // A channel still in the initial list is reconciled when the list completes.
@@ -134,14 +226,18 @@ pub async fn channels(
                 }
             }
             if let Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) = &event {
-                let _ = triggers.phone_configurations.unbounded_send(None);
+                let _ = triggers
+                    .phone_configurations
+                    .unbounded_send(Request::Activity);
             }
             for key in affected.phone_configurations {
                 if phone_configurations
                     .get(&ObjectRef::new(&key.name).within(&key.namespace))
                     .is_some()
                 {
-                    let _ = triggers.phone_configurations.unbounded_send(Some(key));
+                    let _ = triggers
+                        .phone_configurations
+                        .unbounded_send(Request::Batch(key));
                 }
             }
             future::ready(())
@@ -149,27 +245,65 @@ pub async fn channels(
         .await;
 }
 
-/// PhoneConfigurations: cache, then triggers for the channels that
-/// reference a PhoneConfiguration whose spec changed, or that was created,
-/// deleted or vanished during a relist. A status-only change (its own
-/// `boundChannels`) concerns no channel.
-pub async fn phone_configurations(
+/// Everything kept per PhoneConfiguration besides the cache: what channels
+/// depend on (its uid and spec, by generation) and the reconciles' records.
+pub(super) struct PhoneTables {
+    pub versions: HashMap<ObjectKey, (Option<String>, Option<i64>)>,
+    pub ctx: Arc<Context>,
+}
+
+impl Table<PhoneConfiguration> for PhoneTables {
+    /// PhoneConfigurations created, deleted, or with a new spec.
+    type Changes = BTreeSet<ObjectKey>;
+
+    fn apply(&mut self, pc: &PhoneConfiguration) -> Self::Changes {
+        let Some(key) = ObjectKey::of(pc) else {
+            return BTreeSet::new();
+        };
+        let version = (pc.metadata.uid.clone(), pc.metadata.generation);
+        if self.versions.insert(key.clone(), version.clone()) == Some(version) {
+            BTreeSet::new()
+        } else {
+            BTreeSet::from([key])
+        }
+    }
+
+    fn delete(&mut self, key: &ObjectKey) -> Self::Changes {
+        self.ctx.forget_phone_configuration(key);
+        match self.versions.remove(key) {
+            Some(_) => BTreeSet::from([key.clone()]),
+            None => BTreeSet::new(),
+        }
+    }
+
+    fn keys(&self) -> Vec<ObjectKey> {
+        self.versions.keys().cloned().collect()
+    }
+}
+
+/// Whether a PhoneConfiguration's status describes an older spec (or none).
+fn status_lags(pc: &PhoneConfiguration) -> bool {
+    pc.status
+        .as_ref()
+        .is_none_or(|s| s.observed_generation != pc.metadata.generation)
+}
+
+/// PhoneConfigurations: tables, cache, then triggers: the channels that
+/// reference one that was created, deleted or given a new spec, and its own
+/// status (through the batch). A status-only change, such as its own
+/// `boundChannels` write, triggers nothing.
+pub(super) async fn phone_configurations(
     watch: impl Stream<Item = watcher::Result<watcher::Event<PhoneConfiguration>>> + Send,
     writer: Writer<PhoneConfiguration>,
-    index: Arc<Mutex<Index>>,
-    readiness: Arc<CacheReadiness>,
-    channels: UnboundedSender<ObjectRef<DeploymentChannel>>,
-    metrics: Arc<Metrics>,
+    mut tables: PhoneTables,
+    triggers: Triggers,
 ) {
+    let ctx = tables.ctx.clone();
     let labels = KindLabels {
         kind: "PhoneConfiguration",
     };
     let cache = writer.as_reader();
-    // Keys listed during a relist, and the keys cached before it began.
-    let mut listed: HashSet<ObjectKey> = HashSet::new();
-    let mut before_relist: HashSet<ObjectKey> = HashSet::new();
-    // What channels depend on: the PhoneConfiguration's uid and spec (its generation).
-    let mut seen: HashMap<ObjectKey, (Option<String>, Option<i64>)> = HashMap::new();
+    let mut relist = Relist::default();
     watch
         .default_backoff()
         .modify(strip)
@@ -178,67 +312,46 @@ pub async fn phone_configurations(
             let event = match event {
                 Ok(event) => event,
                 Err(error) => {
-                    watch_failed(&metrics, "PhoneConfiguration", &error);
+                    watch_failed(&ctx.metrics, "PhoneConfiguration", &error);
                     return future::ready(());
                 }
             };
-            metrics.watch_events.get_or_create(&labels).inc();
-            let changed: Vec<ObjectKey> = match &event {
-                watcher::Event::Init => {
-                    listed.clear();
-                    // The cache still holds the previous list until InitDone.
-                    before_relist = cache
-                        .state()
-                        .iter()
-                        .filter_map(|pc| ObjectKey::of(pc.as_ref()))
-                        .collect();
-                    vec![]
-                }
-                watcher::Event::InitApply(pc) => {
-                    if let Some(key) = ObjectKey::of(pc) {
-                        seen.insert(
-                            key.clone(),
-                            (pc.metadata.uid.clone(), pc.metadata.generation),
-                        );
-                        listed.insert(key);
-                    }
-                    vec![]
-                }
-                watcher::Event::InitDone => {
-                    readiness.phone_configurations_listed();
-                    seen.retain(|key, _| listed.contains(key));
-                    before_relist
-                        .drain()
-                        .filter(|k| !listed.contains(k))
-                        .collect()
-                }
-                watcher::Event::Apply(pc) => ObjectKey::of(pc)
-                    .filter(|key| {
-                        let version = (pc.metadata.uid.clone(), pc.metadata.generation);
-                        seen.insert(key.clone(), version.clone()) != Some(version)
-                    })
-                    .into_iter()
-                    .collect(),
-                watcher::Event::Delete(pc) => ObjectKey::of(pc)
-                    .inspect(|key| {
-                        seen.remove(key);
-                    })
-                    .into_iter()
-                    .collect(),
-            };
-            metrics
+            ctx.metrics.watch_events.get_or_create(&labels).inc();
+            let mut changed = relist.on(&event, &mut tables);
+            ctx.metrics
                 .cached_objects
                 .get_or_create(&labels)
                 .set(cache.len() as i64);
-            if !changed.is_empty() {
-                let index = lock(&index);
+            {
+                let index = ctx.index();
                 for pc in &changed {
                     for channel in index.channels_referencing(pc) {
-                        let _ = channels.unbounded_send(
+                        let _ = triggers.channels.unbounded_send(
                             ObjectRef::new(&channel.name).within(&channel.namespace),
                         );
                     }
                 }
+            }
+            match &event {
+                watcher::Event::InitDone => {
+                    ctx.readiness.phone_configurations_listed();
+                    changed.extend(
+                        cache
+                            .state()
+                            .iter()
+                            .filter(|pc| status_lags(pc))
+                            .filter_map(|pc| ObjectKey::of(pc.as_ref())),
+                    );
+                }
+                watcher::Event::Apply(pc) if status_lags(pc) => {
+                    changed.extend(ObjectKey::of(pc));
+                }
+                _ => {}
+            }
+            for key in changed {
+                let _ = triggers
+                    .phone_configurations
+                    .unbounded_send(Request::Batch(key));
             }
             future::ready(())
         })
@@ -248,15 +361,14 @@ pub async fn phone_configurations(
 /// Channels counted by their Ready condition's status and reason, kept up
 /// to date from watch events so that scraping `/metrics` costs nothing.
 #[derive(Default)]
-struct ReadinessTally {
-    ready_of: HashMap<ObjectKey, Readiness>,
-    relisted: HashMap<ObjectKey, Readiness>,
+pub(super) struct ReadinessTally {
+    ready_of: HashMap<ObjectKey, ReadyLabel>,
     /// Every (status, reason) seen stays, so that a count that drops to zero is exported as 0.
-    counts: HashMap<Readiness, i64>,
+    counts: HashMap<ReadyLabel, i64>,
 }
 
 /// A channel's Ready condition as the metric labels it: (status, reason).
-type Readiness = (&'static str, &'static str);
+type ReadyLabel = (&'static str, &'static str);
 
 /// Reasons a Ready condition can carry; any other (a status not written
 /// by this operator) is counted as `Other`, so the label stays bounded.
@@ -272,10 +384,11 @@ const READY_REASONS: [&str; 8] = [
 ];
 
 impl ReadinessTally {
-    fn readiness(channel: &DeploymentChannel) -> Readiness {
-        let ready = channel.status.as_ref().and_then(|s| {
-            crate::api::find_condition(&s.conditions, crate::status::condition::READY)
-        });
+    fn label(channel: &DeploymentChannel) -> ReadyLabel {
+        let ready = channel
+            .status
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, condition::READY));
         let Some(ready) = ready else {
             return ("Unknown", "NoStatus");
         };
@@ -291,40 +404,23 @@ impl ReadinessTally {
         (status, reason)
     }
 
-    fn add(&mut self, readiness: Readiness, n: i64) {
-        *self.counts.entry(readiness).or_default() += n;
+    fn add(&mut self, label: ReadyLabel, n: i64) {
+        *self.counts.entry(label).or_default() += n;
     }
 
-    fn record(&mut self, event: &watcher::Event<DeploymentChannel>) {
-        match event {
-            watcher::Event::Init => self.relisted.clear(),
-            watcher::Event::InitApply(channel) => {
-                if let Some(key) = ObjectKey::of(channel) {
-                    self.relisted.insert(key, Self::readiness(channel));
-                }
+    fn apply(&mut self, channel: &DeploymentChannel) {
+        if let Some(key) = ObjectKey::of(channel) {
+            let label = Self::label(channel);
+            if let Some(old) = self.ready_of.insert(key, label) {
+                self.add(old, -1);
             }
-            watcher::Event::InitDone => {
-                self.ready_of = mem::take(&mut self.relisted);
-                self.counts.values_mut().for_each(|n| *n = 0);
-                for readiness in self.ready_of.values().copied().collect::<Vec<_>>() {
-                    self.add(readiness, 1);
-                }
-            }
-            watcher::Event::Apply(channel) => {
-                if let Some(key) = ObjectKey::of(channel) {
-                    let readiness = Self::readiness(channel);
-                    if let Some(old) = self.ready_of.insert(key, readiness) {
-                        self.add(old, -1);
-                    }
-                    self.add(readiness, 1);
-                }
-            }
-            watcher::Event::Delete(channel) => {
-                if let Some(old) = ObjectKey::of(channel).and_then(|key| self.ready_of.remove(&key))
-                {
-                    self.add(old, -1);
-                }
-            }
+            self.add(label, 1);
+        }
+    }
+
+    fn delete(&mut self, key: &ObjectKey) {
+        if let Some(old) = self.ready_of.remove(key) {
+            self.add(old, -1);
         }
     }
 
@@ -351,3 +447,6 @@ impl ReadinessTally {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -41,7 +41,10 @@ use crate::{
     },
     index::{Index, ObjectKey},
     metrics::{ErrorLabels, KindLabels, Metrics, ReconcileLabels},
+    readiness::Readiness,
+    sync::lock,
 };
+use coalesce::Request;
 use status_writer::StatusWriter;
 
 /// A PhoneConfiguration's status (its `boundChannels` above all) is written
@@ -100,61 +103,13 @@ impl Default for Settings {
     }
 }
 
-/// Whether each cache holds its first full list. (The caches' own
-/// `wait_until_ready` wakes only one waiter at a time, so reconciles wait here.)
-#[derive(Debug)]
-pub struct CacheReadiness {
-    channels: tokio::sync::watch::Sender<bool>,
-    phone_configurations: tokio::sync::watch::Sender<bool>,
-}
-
-impl Default for CacheReadiness {
-    fn default() -> Self {
-        Self {
-            channels: tokio::sync::watch::Sender::new(false),
-            phone_configurations: tokio::sync::watch::Sender::new(false),
-        }
-    }
-}
-
-impl CacheReadiness {
-    /// Marks the channel cache as listed.
-    pub fn channels_listed(&self) {
-        self.channels.send_replace(true);
-    }
-
-    /// Marks the PhoneConfiguration cache as listed.
-    pub fn phone_configurations_listed(&self) {
-        self.phone_configurations.send_replace(true);
-    }
-
-    /// Waits until the channel cache is listed.
-    pub async fn channels(&self) {
-        let _ = self.channels.subscribe().wait_for(|listed| *listed).await;
-    }
-
-    /// Waits until the PhoneConfiguration cache is listed.
-    pub async fn phone_configurations(&self) {
-        let _ = self
-            .phone_configurations
-            .subscribe()
-            .wait_for(|listed| *listed)
-            .await;
-    }
-
-    /// Whether both caches are listed.
-    pub fn all(&self) -> bool {
-        *self.channels.borrow() && *self.phone_configurations.borrow()
-    }
-}
-
 /// What every reconcile reads and writes through.
 pub struct Context {
     pub client: Client,
     pub channels: Store<DeploymentChannel>,
     pub phone_configurations: Store<PhoneConfiguration>,
     pub index: Arc<Mutex<Index>>,
-    pub readiness: Arc<CacheReadiness>,
+    pub readiness: Arc<Readiness>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// The current time, second precision (status timestamps are RFC 3339 seconds).
@@ -171,7 +126,7 @@ impl Context {
         channels: Store<DeploymentChannel>,
         phone_configurations: Store<PhoneConfiguration>,
         index: Arc<Mutex<Index>>,
-        readiness: Arc<CacheReadiness>,
+        readiness: Arc<Readiness>,
         metrics: Arc<Metrics>,
         instance: Option<String>,
     ) -> Self {
@@ -196,21 +151,36 @@ impl Context {
 
     /// The index, for a short read or update.
     pub fn index(&self) -> std::sync::MutexGuard<'_, Index> {
-        self.index
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.index)
     }
 
     fn reset_failures(&self, key: &ObjectKey) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        lock(&self.failures).remove(key);
+    }
+
+    /// Forgets everything the reconciles keep for a deleted channel.
+    fn forget_channel(&self, key: &ObjectKey) {
+        self.channel_status.forget(key);
+        self.reset_failures(key);
+    }
+
+    /// Forgets everything the reconciles keep for a deleted PhoneConfiguration.
+    fn forget_phone_configuration(&self, key: &ObjectKey) {
+        self.phone_status.forget(key);
+        self.reset_failures(key);
+    }
+
+    /// Objects with a per-object record: status writes in flight, failures.
+    pub fn records(&self) -> (usize, usize) {
+        (
+            self.channel_status.len() + self.phone_status.len(),
+            lock(&self.failures).len(),
+        )
     }
 
     /// Exponential backoff per object: 250 ms, 500 ms, 1 s … capped at 5 minutes.
     fn backoff(&self, key: ObjectKey) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = lock(&self.failures);
         let count = failures.entry(key).or_insert(0);
         *count = count.saturating_add(1);
         (Duration::from_millis(250) * (1u32 << (*count - 1).min(11))).min(Duration::from_secs(300))
@@ -273,77 +243,89 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(
     Action::requeue(delay)
 }
 
+/// The API of a kind in the watched scope.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Runs both controllers until `shutdown` completes; in-flight reconciles
 /// finish first.
+///
+/// The path of one change: a watch event goes through
+/// [`ingest`] (per-object tables, the cache, then triggers for the objects
+/// it affects), the controller for its kind schedules a reconcile, the
+/// reconcile computes the desired status with the pure core and the
+/// [`StatusWriter`] patches it when it differs.
 pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (channel_api, phone_api): (Api<DeploymentChannel>, Api<PhoneConfiguration>) =
-        match &settings.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
+    // New caches: ready again once both are listed.
+    readiness.caches_lost();
+    let namespace = settings.namespace.as_deref();
     let (channel_reader, channel_writer) = reflector::store_shared::<DeploymentChannel>(1024);
     let (phone_reader, phone_writer) = reflector::store_shared::<PhoneConfiguration>(1024);
     let channel_events = channel_writer
         .subscribe()
         .expect("a shared store has subscribers");
-    let phone_events = phone_writer
-        .subscribe()
-        .expect("a shared store has subscribers");
     let index = Arc::new(Mutex::new(Index::default()));
-    let readiness = Arc::new(CacheReadiness::default());
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        channel_reader.clone(),
+        phone_reader.clone(),
+        index.clone(),
+        readiness.clone(),
+        metrics,
+        settings.instance.clone(),
+    ));
+
+    // Channels to reconcile because another object changed, and
+    // PhoneConfigurations whose status to write once channel changes settle.
     let (channel_trigger, channel_triggers) = mpsc::unbounded::<ObjectRef<DeploymentChannel>>();
-    // PhoneConfigurations to reconcile (new specs, changed bound channels),
-    // batched until channel activity settles.
-    let (bound_changed, bound_changes) = mpsc::unbounded::<Option<ObjectKey>>();
-    let spec_changed = bound_changed.clone();
-    let (bound_settled, bound_settled_rx) = mpsc::unbounded::<ObjectKey>();
+    let (phone_trigger, phone_requests) = mpsc::unbounded::<Request<ObjectKey>>();
+    let (settled, settled_keys) = mpsc::unbounded::<ObjectKey>();
     let coalescing = coalesce::forward(
-        bound_changes,
-        bound_settled,
+        phone_requests,
+        settled,
         coalesce::Coalescer::new(PHONE_CONFIGURATION_QUIET, PHONE_CONFIGURATION_MAX_WAIT),
     );
-    let phone_triggers =
-        bound_settled_rx.map(|key| ObjectRef::new(&key.name).within(&key.namespace));
+    let phone_triggers = settled_keys.map(|key| ObjectRef::new(&key.name).within(&key.namespace));
+    let triggers = || ingest::Triggers {
+        channels: channel_trigger.clone(),
+        phone_configurations: phone_trigger.clone(),
+    };
 
     let watch_config = watcher::Config::default().page_size(500);
     let channel_ingest = ingest::channels(
-        watcher::watcher(channel_api, watch_config.clone()),
+        watcher::watcher(scoped(&client, namespace), watch_config.clone()),
         channel_writer,
-        index.clone(),
-        readiness.clone(),
-        phone_reader.clone(),
-        ingest::Triggers {
-            channels: channel_trigger.clone(),
-            phone_configurations: bound_changed,
+        ingest::ChannelTables {
+            index,
+            tally: ingest::ReadinessTally::default(),
+            ctx: ctx.clone(),
         },
-        metrics.clone(),
+        phone_reader.clone(),
+        triggers(),
     );
     let phone_ingest = ingest::phone_configurations(
-        watcher::watcher(phone_api, watch_config),
+        watcher::watcher(scoped(&client, namespace), watch_config),
         phone_writer,
-        index.clone(),
-        readiness.clone(),
-        channel_trigger,
-        metrics.clone(),
+        ingest::PhoneTables {
+            versions: HashMap::new(),
+            ctx: ctx.clone(),
+        },
+        triggers(),
     );
 
-    let ctx = Arc::new(Context::new(
-        client,
-        channel_reader.clone(),
-        phone_reader.clone(),
-        index,
-        readiness.clone(),
-        metrics.clone(),
-        settings.instance.clone(),
-    ));
     let config = controller::Config::default().concurrency(settings.concurrency);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -352,57 +334,35 @@ pub async fn run(
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let channel_controller = Controller::for_shared_stream(channel_events, channel_reader.clone())
+    let channel_controller = Controller::for_shared_stream(channel_events, channel_reader)
         .with_config(config.clone())
         .reconcile_on(channel_triggers)
         .graceful_shutdown_on(stopped())
         .run(reconcile_channel, error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
-    // A PhoneConfiguration's own status writes come back as watch events:
-    // only a new spec (or a status that lags its spec) needs a reconcile.
-    // Those go through the same batch as bound-channel changes, so that a
-    // bulk apply writes each PhoneConfiguration's status once.
-    let mut generations: HashMap<ObjectKey, (Option<String>, Option<i64>)> = HashMap::new();
-    let phone_spec_changes = phone_events.for_each(move |pc| {
-        let current = pc
-            .status
-            .as_ref()
-            .is_some_and(|s| s.observed_generation == pc.metadata.generation);
-        if let Some(key) = ObjectKey::of(pc.as_ref()) {
-            let version = (pc.metadata.uid.clone(), pc.metadata.generation);
-            let seen = generations.insert(key.clone(), version.clone()) == Some(version);
-            if !(seen && current) {
-                let _ = spec_changed.unbounded_send(Some(key));
-            }
-        }
-        futures::future::ready(())
-    });
-    let phone_controller =
-        Controller::for_shared_stream(futures::stream::pending(), phone_reader.clone())
-            .with_config(config)
-            .reconcile_on(phone_triggers)
-            .graceful_shutdown_on(stopped())
-            .run(reconcile_phone_configuration, error_policy, ctx.clone())
-            .for_each(|_| futures::future::ready(()));
-    let synced = {
-        let metrics = metrics.clone();
-        async move {
-            readiness.channels().await;
-            readiness.phone_configurations().await;
-            metrics.caches_synced.set(1);
-            info!("caches synced");
-        }
+    // A PhoneConfiguration is reconciled only through the batch: its own
+    // status writes come back as watch events and need no reconcile.
+    let phone_controller = Controller::for_shared_stream(futures::stream::pending(), phone_reader)
+        .with_config(config)
+        .reconcile_on(phone_triggers)
+        .graceful_shutdown_on(stopped())
+        .run(reconcile_phone_configuration, error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let synced = async move {
+        readiness.channels().await;
+        readiness.phone_configurations().await;
+        info!("caches synced");
     };
 
     info!(
-        namespace = settings.namespace.as_deref().unwrap_or("<all>"),
+        namespace = namespace.unwrap_or("<all>"),
         "controllers starting"
     );
     let controllers = async move {
         futures::join!(channel_controller, phone_controller, synced);
     };
     let ingest = async move {
-        futures::join!(channel_ingest, phone_ingest, phone_spec_changes, coalescing);
+        futures::join!(channel_ingest, phone_ingest, coalescing);
     };
     tokio::pin!(controllers, ingest, shutdown);
     tokio::select! {
@@ -418,7 +378,7 @@ pub async fn run(
             }
         }
     }
-    metrics.caches_synced.set(0);
+    ctx.readiness.caches_lost();
     info!("controllers stopped");
 }
 

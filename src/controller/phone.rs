@@ -8,8 +8,8 @@ use tracing::debug;
 
 use super::{Context, Error, status_writer::Written};
 use crate::{
-    api::PhoneConfiguration, index::ObjectKey, metrics::KindLabels,
-    status::phone_configuration_status, validation::validate_phone_configuration,
+    api::PhoneConfiguration, index::ObjectKey, status::phone_configuration_status,
+    validation::validate_phone_configuration,
 };
 
 const KIND: &str = "PhoneConfiguration";
@@ -46,10 +46,6 @@ async fn reconcile(phone: &PhoneConfiguration, ctx: &Context) -> Result<Written,
         .await?;
     ctx.reset_failures(&key);
     if written == Written::Patched {
-        ctx.metrics
-            .status_writes
-            .get_or_create(&KindLabels { kind: KIND })
-            .inc();
         debug!(phone_configuration = %key, bound, "status written");
     }
     Ok(written)

@@ -3,6 +3,8 @@
 
 use std::{collections::HashMap, fmt::Debug, sync::Mutex};
 
+use crate::sync::lock;
+
 use kube::{
     Api, Resource,
     api::{Patch, PatchParams},
@@ -50,6 +52,16 @@ where
         + Debug,
     S: Serialize + PartialEq + Clone,
 {
+    /// Forgets a deleted object.
+    pub fn forget(&self, key: &ObjectKey) {
+        lock(&self.in_flight).remove(key);
+    }
+
+    /// How many objects have a write the cache does not show yet.
+    pub fn len(&self) -> usize {
+        lock(&self.in_flight).len()
+    }
+
     /// The object's current status: the one this replica last wrote while the
     /// cache still shows the version that write replaced, else the cached one.
     pub fn current(&self, object: &K, cached: Option<&S>) -> Option<S> {
@@ -59,7 +71,7 @@ where
             .resource_version
             .as_deref()
             .unwrap_or_default();
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut in_flight = lock(&self.in_flight);
         match in_flight.get(&key) {
             Some((replaced, written)) if replaced == version => return Some(written.clone()),
             // The cache moved on: trust it from now on.
@@ -95,10 +107,7 @@ where
         )
         .await?;
         let version = object.meta().resource_version.clone().unwrap_or_default();
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (version, desired.clone()));
+        lock(&self.in_flight).insert(key, (version, desired.clone()));
         Ok(Written::Patched)
     }
 }

@@ -20,7 +20,7 @@ use crate::{
         Capability, ChannelConfiguration, DeploymentChannelSpec, DeploymentType,
         PhoneConfigurationSpec,
     },
-    status::{ChannelFacts, channel_status},
+    status::desired_channel_status,
     validation::validate_channel,
 };
 
@@ -92,7 +92,8 @@ fn context(
     for phone in phones {
         phone_writer.apply_watcher_event(&watcher::Event::Apply(phone.clone()));
     }
-    let readiness = Arc::new(CacheReadiness::default());
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::new(metrics.caches_synced.clone()));
     readiness.channels_listed();
     readiness.phone_configurations_listed();
     let mut ctx = Context::new(
@@ -101,7 +102,7 @@ fn context(
         phone_reader,
         Arc::new(Mutex::new(index)),
         readiness,
-        Arc::new(Metrics::default()),
+        metrics,
         Some("test".into()),
     );
     ctx.clock = fixed_now;
@@ -114,15 +115,14 @@ fn resolved_status(
     pc: &PhoneConfiguration,
     time: &Time,
 ) -> DeploymentChannelStatus {
-    let validation = validate_channel(&channel.spec);
-    let facts = ChannelFacts {
-        namespace: NS,
-        generation: channel.metadata.generation,
-        validation: &validation,
-        phone_configuration: Some(pc),
-        claim_holder: None,
-    };
-    channel_status(&facts, None, time)
+    desired_channel_status(
+        channel,
+        &validate_channel(&channel.spec),
+        |_, _| Some(pc),
+        None,
+        None,
+        time,
+    )
 }
 
 async fn body_json(request: Request<Body>) -> Value {
@@ -276,10 +276,35 @@ async fn api_errors_are_returned_for_backoff() {
         .unwrap()
         .expect_err("the API error is returned");
     assert_eq!(error.reason(), "Timeout");
-    // The error policy backs off, longer each time.
-    let first = ctx.backoff(ObjectKey::new(NS, "support"));
-    let second = ctx.backoff(ObjectKey::new(NS, "support"));
-    assert!(second > first, "{first:?} then {second:?}");
+    // The error policy counts the error and backs off, longer each time.
+    let channel = Arc::new(channel);
+    let first = error_policy(channel.clone(), &error, ctx.clone());
+    let second = error_policy(channel.clone(), &error, ctx.clone());
+    assert_eq!(first, Action::requeue(Duration::from_millis(250)));
+    assert_eq!(second, Action::requeue(Duration::from_millis(500)));
+    assert!(ctx.metrics.render().lines().any(|l| l
+        == "deploymentchannel_operator_reconcile_errors_total{kind=\"DeploymentChannel\",reason=\"Timeout\"} 2"));
+    // A success resets the backoff; a delete forgets it.
+    ctx.reset_failures(&ObjectKey::new(NS, "support"));
+    assert_eq!(
+        error_policy(channel.clone(), &error, ctx.clone()),
+        Action::requeue(Duration::from_millis(250))
+    );
+    assert_eq!(ctx.records(), (0, 1));
+    ctx.forget_channel(&ObjectKey::new(NS, "support"));
+    assert_eq!(ctx.records(), (0, 0));
+}
+
+#[tokio::test]
+async fn backoff_doubles_up_to_five_minutes() {
+    let (ctx, _handle) = context(&[], &[]);
+    let key = ObjectKey::new(NS, "flaky");
+    let delays: Vec<Duration> = (0..14).map(|_| ctx.backoff(key.clone())).collect();
+    assert_eq!(delays[0], Duration::from_millis(250));
+    assert_eq!(delays[3], Duration::from_secs(2));
+    assert_eq!(delays[10], Duration::from_secs(256));
+    assert_eq!(delays[11], Duration::from_secs(300));
+    assert_eq!(delays[13], Duration::from_secs(300));
 }
 
 #[tokio::test]
@@ -324,7 +349,8 @@ fn channel_with_ready(name: &str, ready: Option<(&str, &str)>) -> DeploymentChan
 
 #[tokio::test(start_paused = true)]
 async fn channels_are_counted_by_ready_reason_and_failed_watches_are_counted() {
-    let metrics = Arc::new(Metrics::default());
+    let (ctx, _handle) = context(&[], &[]);
+    let metrics = ctx.metrics.clone();
     let (_, writer) = reflector::store_shared::<DeploymentChannel>(16);
     let (phones, _) = reflector::store::<PhoneConfiguration>();
     let (channel_trigger, _channel_triggers) = futures::channel::mpsc::unbounded();
@@ -355,14 +381,16 @@ async fn channels_are_counted_by_ready_reason_and_failed_watches_are_counted() {
     ingest::channels(
         futures::stream::iter(events),
         writer,
-        Arc::new(Mutex::new(Index::default())),
-        Arc::new(CacheReadiness::default()),
+        ingest::ChannelTables {
+            index: ctx.index.clone(),
+            tally: ingest::ReadinessTally::default(),
+            ctx: ctx.clone(),
+        },
         phones,
         ingest::Triggers {
             channels: channel_trigger,
             phone_configurations: phone_trigger,
         },
-        metrics.clone(),
     )
     .await;
     let text = metrics.render();

@@ -184,20 +184,6 @@ fn unchanged_apply_affects_nothing() {
     assert_eq!(index.apply(&c), Affected::default());
 }
 
-#[test]
-fn resync_forgets_what_was_not_listed() {
-    let mut index = Index::default();
-    index.apply(&calls("a", "gone", 100, "+12125551234", "p"));
-    index.apply(&calls("a", "kept", 200, "+12125551234", "p"));
-    index.begin_resync();
-    index.apply(&calls("a", "kept", 200, "+12125551234", "p"));
-    let affected = index.end_resync();
-    assert_eq!(affected.channels, keys(&[("a", "kept")]));
-    assert_eq!(affected.phone_configurations, keys(&[("a", "p")]));
-    assert_eq!(index.len(), 1);
-    assert_eq!(index.claim_holder(&key("a", "kept")), None);
-}
-
 #[derive(Clone, Debug)]
 enum Op {
     Apply {

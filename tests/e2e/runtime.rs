@@ -203,8 +203,8 @@ async fn binary_serves_metrics_and_probes(ctx: Ctx) {
                 .await;
             let writes = replica
                 .metric(
-                    "deploymentchannel_operator_status_writes_total",
-                    "kind=\"DeploymentChannel\"",
+                    "deploymentchannel_operator_reconciles_total",
+                    "kind=\"DeploymentChannel\",result=\"written\"",
                 )
                 .await;
             (ready == 3.0 && writes == 3.0).then_some(())
@@ -291,12 +291,18 @@ async fn leader_election_fails_over_and_sigterm_releases_the_lease(ctx: Ctx) {
             .await;
     }
     let a_writes = a
-        .metric("deploymentchannel_operator_status_writes_total", "")
+        .metric(
+            "deploymentchannel_operator_reconciles_total",
+            "result=\"written\"",
+        )
         .await;
     assert!(a_writes >= 3.0, "the leader wrote {a_writes} statuses");
     assert_eq!(
-        b.metric("deploymentchannel_operator_status_writes_total", "")
-            .await,
+        b.metric(
+            "deploymentchannel_operator_reconciles_total",
+            "result=\"written\""
+        )
+        .await,
         0.0,
         "the standby wrote"
     );
@@ -315,8 +321,11 @@ async fn leader_election_fails_over_and_sigterm_releases_the_lease(ctx: Ctx) {
     assert_eq!(holder().await.as_deref(), Some("replica-b"));
     assert_eq!(b.metric("deploymentchannel_operator_leader", "").await, 1.0);
     assert!(
-        b.metric("deploymentchannel_operator_status_writes_total", "")
-            .await
+        b.metric(
+            "deploymentchannel_operator_reconciles_total",
+            "result=\"written\""
+        )
+        .await
             >= 1.0
     );
 

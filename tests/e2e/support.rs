@@ -194,10 +194,14 @@ impl Operator {
             namespace: Some(ctx.ns.clone()),
             ..Settings::default()
         };
+        let readiness = Arc::new(deploymentchannel_operator::readiness::Readiness::new(
+            metrics.caches_synced.clone(),
+        ));
         let task = tokio::spawn(controller::run(
             client,
             settings,
             metrics.clone(),
+            readiness,
             async move {
                 let _ = stopped.await;
             },

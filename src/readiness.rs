@@ -1,0 +1,130 @@
+//! Whether this replica is ready: its caches hold a full list of both kinds,
+//! or, with leader election, it is standing by for the Lease. The ingest path
+//! marks the caches, leader election marks the role, and `/readyz` and the
+//! reconciles read the same value.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::watch;
+
+/// The readiness of one replica, shared by the controllers and the HTTP server.
+#[derive(Debug)]
+pub struct Readiness {
+    channels: watch::Sender<bool>,
+    phone_configurations: watch::Sender<bool>,
+    standing_by: AtomicBool,
+    /// `caches_synced` on `/metrics`, kept equal to [`Readiness::caches_whole`].
+    synced_gauge: Gauge,
+}
+
+impl Readiness {
+    /// Caches not listed yet, not standing by; `synced_gauge` follows the caches.
+    pub fn new(synced_gauge: Gauge) -> Self {
+        synced_gauge.set(0);
+        Self {
+            channels: watch::Sender::new(false),
+            phone_configurations: watch::Sender::new(false),
+            standing_by: AtomicBool::new(false),
+            synced_gauge,
+        }
+    }
+
+    /// The DeploymentChannel cache holds a full list.
+    pub fn channels_listed(&self) {
+        self.channels.send_replace(true);
+        self.export();
+    }
+
+    /// The PhoneConfiguration cache holds a full list.
+    pub fn phone_configurations_listed(&self) {
+        self.phone_configurations.send_replace(true);
+        self.export();
+    }
+
+    /// The caches are gone (the controllers stopped) or are being rebuilt.
+    pub fn caches_lost(&self) {
+        self.channels.send_replace(false);
+        self.phone_configurations.send_replace(false);
+        self.export();
+    }
+
+    /// With leader election: whether this replica is waiting for the Lease.
+    pub fn set_standing_by(&self, standing_by: bool) {
+        self.standing_by.store(standing_by, Ordering::Relaxed);
+    }
+
+    /// Waits until the DeploymentChannel cache holds a full list.
+    pub async fn channels(&self) {
+        let _ = self.channels.subscribe().wait_for(|listed| *listed).await;
+    }
+
+    /// Waits until the PhoneConfiguration cache holds a full list.
+    pub async fn phone_configurations(&self) {
+        let _ = self
+            .phone_configurations
+            .subscribe()
+            .wait_for(|listed| *listed)
+            .await;
+    }
+
+    /// Whether both caches hold a full list.
+    pub fn caches_whole(&self) -> bool {
+        *self.channels.borrow() && *self.phone_configurations.borrow()
+    }
+
+    /// What `/readyz` answers: caches whole, or standing by for the Lease.
+    pub fn is_ready(&self) -> bool {
+        self.caches_whole() || self.standing_by.load(Ordering::Relaxed)
+    }
+
+    fn export(&self) {
+        self.synced_gauge.set(i64::from(self.caches_whole()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_once_both_caches_are_listed_and_the_gauge_follows() {
+        let gauge = Gauge::default();
+        let readiness = Readiness::new(gauge.clone());
+        assert!(!readiness.is_ready());
+        readiness.channels_listed();
+        assert!(!readiness.is_ready());
+        assert_eq!(gauge.get(), 0);
+        readiness.phone_configurations_listed();
+        assert!(readiness.is_ready());
+        assert_eq!(gauge.get(), 1);
+        readiness.caches_lost();
+        assert!(!readiness.is_ready());
+        assert_eq!(gauge.get(), 0);
+    }
+
+    #[test]
+    fn a_replica_standing_by_is_ready_without_caches() {
+        let readiness = Readiness::new(Gauge::default());
+        readiness.set_standing_by(true);
+        assert!(readiness.is_ready());
+        assert!(!readiness.caches_whole());
+        readiness.set_standing_by(false);
+        assert!(!readiness.is_ready());
+    }
+
+    #[tokio::test]
+    async fn waiters_all_wake_when_a_cache_is_listed() {
+        let readiness = std::sync::Arc::new(Readiness::new(Gauge::default()));
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let readiness = readiness.clone();
+                tokio::spawn(async move { readiness.phone_configurations().await })
+            })
+            .collect();
+        readiness.phone_configurations_listed();
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+    }
+}
