@@ -18,6 +18,8 @@
 //! concurrency, each channel's status then written once by that client,
 //! observed the same way (a watch until every channel has its status).
 
+// The end-to-end suite's harness, of which the benchmark uses a part.
+#[allow(dead_code)]
 #[path = "../tests/e2e/harness.rs"]
 mod harness;
 

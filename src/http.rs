@@ -19,19 +19,12 @@ use crate::{
     readiness::Readiness,
 };
 
-/// What the endpoints read.
-pub struct HttpState {
-    pub metrics: Arc<Metrics>,
-    /// What `/readyz` answers.
-    pub readiness: Arc<Readiness>,
-}
-
 /// The probe routes.
-pub fn probe_router(state: Arc<HttpState>) -> Router {
+pub fn probe_router(readiness: Arc<Readiness>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .with_state(readiness)
 }
 
 /// The `/metrics` route, open to anyone when `auth` is `None`.
@@ -89,8 +82,8 @@ async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoRespons
     )
 }
 
-async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
-    if state.readiness.is_ready() {
+async fn readyz(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
+    if readiness.is_ready() {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
@@ -105,8 +98,15 @@ mod tests {
 
     use super::*;
 
-    async fn get(state: &Arc<HttpState>, path: &str) -> (StatusCode, String) {
-        let router = probe_router(state.clone()).merge(metrics_router(state.metrics.clone(), None));
+    /// The probe and (unprotected) metrics routes of one replica.
+    struct Replica {
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+    }
+
+    async fn get(state: &Replica, path: &str) -> (StatusCode, String) {
+        let router = probe_router(state.readiness.clone())
+            .merge(metrics_router(state.metrics.clone(), None));
         let response = router
             .oneshot(axum::http::Request::get(path).body(Body::empty()).unwrap())
             .await
@@ -116,12 +116,12 @@ mod tests {
         (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
-    fn state() -> Arc<HttpState> {
+    fn state() -> Replica {
         let metrics = Arc::new(Metrics::default());
-        Arc::new(HttpState {
+        Replica {
             readiness: Arc::new(Readiness::new(metrics.caches_synced.clone())),
             metrics,
-        })
+        }
     }
 
     #[tokio::test]

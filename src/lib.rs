@@ -2,28 +2,36 @@
 //! Kubernetes custom resources, resolves their PhoneConfiguration references,
 //! detects identifier conflicts and reports status conditions.
 //!
-//! The pure core (`api`, `validation`, `status`, `index`) does no I/O; the
-//! shell (`controller`, `runtime`, `http`, `cli`) wires it to the Kubernetes
-//! API, the metrics and probe endpoints and the command line.
+//! The pure core (`api`, `validation`, `status`, `index`, `admission`) does
+//! no I/O; the shell (`controller`, `runtime`, `http`, `cli`) wires it to the
+//! Kubernetes API, the metrics and probe endpoints and the command line.
+//! README.md, section "Architecture", follows one change through them.
+//!
+//! Public are only the modules the binary, the tests and the benchmark use.
 
-pub mod admission;
+// The pure core.
+mod admission;
 pub mod api;
+mod field_error;
+pub mod index;
+pub mod status;
+pub mod validation;
+
+// The offline tools around it.
+pub mod crdgen;
+pub mod manifests;
+
+// The shell.
 pub mod api_metrics;
 pub mod cli;
 pub mod compatibility;
 pub mod controller;
-pub mod crdgen;
-pub mod dev;
-pub mod field_error;
-pub mod http;
-pub mod index;
+mod dev;
+mod http;
 pub mod local_cluster;
-pub mod manifests;
 pub mod metrics;
-pub mod metrics_auth;
+mod metrics_auth;
 pub mod readiness;
-pub mod runtime;
-pub mod status;
+mod runtime;
 mod sync;
-pub mod tls;
-pub mod validation;
+mod tls;

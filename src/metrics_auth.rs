@@ -157,12 +157,9 @@ impl DecisionCache {
         self.entries.insert(key, (access, now));
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

@@ -16,7 +16,7 @@ pub use options::{LogFormat, RunArgs};
 use crate::{
     api_metrics::ApiMetricsLayer,
     controller::{self, Settings},
-    http::{self, HttpState},
+    http,
     metrics::Metrics,
     metrics_auth::{KubeReviewer, MetricsAuth},
     readiness::Readiness,
@@ -75,6 +75,7 @@ impl Shutdown {
     }
 
     /// A shutdown triggered by `trigger` completing.
+    #[cfg(test)]
     pub fn on(trigger: impl Future<Output = ()> + Send + 'static) -> Self {
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -189,14 +190,10 @@ async fn start_servers(
         .with_context(|| format!("--probe-address {}: cannot listen", args.probe_address))?;
     let metrics_listener = std::net::TcpListener::bind(args.metrics_address)
         .with_context(|| format!("--metrics-address {}: cannot listen", args.metrics_address))?;
-    let state = Arc::new(HttpState {
-        metrics: metrics.clone(),
-        readiness,
-    });
     info!(address = %args.probe_address, "serving /healthz and /readyz");
     let mut servers = vec![tokio::spawn(http::serve(
         probe_listener,
-        http::probe_router(state),
+        http::probe_router(readiness),
         shutdown.requested(),
     ))];
     if args.insecure_metrics {

@@ -384,10 +384,5 @@ pub fn readiness_change(previous: &[Condition], next: &[Condition]) -> Option<Re
     }
 }
 
-/// `true` when a status says Ready=True for the given generation.
-pub fn is_ready(conditions: &[Condition]) -> bool {
-    find_condition(conditions, condition::READY).is_some_and(|c| c.status == "True")
-}
-
 #[cfg(test)]
 mod tests;

@@ -110,7 +110,7 @@ pub struct PhoneConfigurationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Ready and Valid.
+    /// Ready (the summary), Valid, and Stalled (only while the spec is invalid).
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -1,6 +1,11 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
+
+/// Whether the Ready condition is True.
+fn is_ready(conditions: &[Condition]) -> bool {
+    find_condition(conditions, condition::READY).is_some_and(|c| c.status == "True")
+}
 use crate::{
     api::{
         Capability, ChannelConfiguration, DeploymentChannelSpec, DeploymentType,

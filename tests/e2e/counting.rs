@@ -2,8 +2,6 @@
 //! `api_requests_total` metric, so tests can assert on writes and on
 //! requests the API server refused.
 
-#![allow(dead_code)]
-
 use std::{collections::BTreeMap, sync::Arc};
 
 use deploymentchannel_operator::metrics::Metrics;
@@ -28,12 +26,7 @@ impl RequestCounts {
 
     /// Requests that change something (create, update, patch, delete).
     pub fn writes(&self) -> u64 {
-        self.matching(|verb, _| {
-            matches!(
-                verb,
-                "create" | "update" | "patch" | "delete" | "deletecollection"
-            )
-        })
+        self.matching(|verb, _| crate::harness::is_write(verb))
     }
 
     /// Status writes to either kind.
@@ -58,10 +51,5 @@ impl RequestCounts {
             .filter(|((_, _, code), _)| code == "403")
             .map(|((verb, resource, _), n)| ((verb, resource), n))
             .collect()
-    }
-
-    /// Requests answered 403 Forbidden.
-    pub fn forbidden(&self) -> u64 {
-        self.forbidden_snapshot().values().sum()
     }
 }

@@ -7,8 +7,6 @@
 //!   with temporary data and certificate directories, and stopped on drop;
 //! - else nothing, and the caller skips with the reason.
 
-#![allow(dead_code)]
-
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -28,8 +26,8 @@ pub struct TestEnv {
     pub kubectl: PathBuf,
     /// The API server's version, as it reports it (`v1.36.2`).
     pub server_version: String,
-    /// The local control plane, when one was started.
-    control_plane: Option<LocalCluster>,
+    /// The local control plane, when one was started: stopped when dropped.
+    _control_plane: Option<LocalCluster>,
 }
 
 /// The suite checks what users see through kubectl, so it needs one.
@@ -50,7 +48,7 @@ impl TestEnv {
                 kubeconfig,
                 kubectl: find_on_path("kubectl").ok_or(NO_KUBECTL)?,
                 server_version: String::new(),
-                control_plane: None,
+                _control_plane: None,
             };
             env.server_version =
                 env.block_on(async { server_version(&env.client().await).await })?;
@@ -72,7 +70,7 @@ impl TestEnv {
             kubeconfig: control_plane.kubeconfig().to_path_buf(),
             kubectl,
             server_version: String::new(),
-            control_plane: Some(control_plane),
+            _control_plane: Some(control_plane),
         };
         env.server_version =
             runtime.block_on(async { server_version(&env.client().await).await })?;
