@@ -2,9 +2,10 @@
 //! Kubernetes custom resources, resolves their PhoneConfiguration references,
 //! detects identifier conflicts and reports status conditions.
 //!
-//! The pure core (`api`, `validation`, `status`, `index`) does no I/O; the
-//! shell (`controller`, `runtime`, `http`, `cli`) wires it to the Kubernetes
-//! API, the metrics and probe endpoints and the command line.
+//! The pure core (`api`, `validation`, `status`, `index`, `diagnosis`) does
+//! no I/O; the shell (`controller`, `runtime`, `http`, `cli`,
+//! `status_command`) wires it to the Kubernetes API, the metrics and probe
+//! endpoints and the command line.
 
 pub mod admission;
 pub mod api;
@@ -12,6 +13,7 @@ pub mod api_metrics;
 pub mod cli;
 pub mod controller;
 pub mod crdgen;
+pub mod diagnosis;
 pub mod field_error;
 pub mod http;
 pub mod index;
@@ -19,4 +21,5 @@ pub mod manifests;
 pub mod metrics;
 pub mod runtime;
 pub mod status;
+pub mod status_command;
 pub mod validation;
