@@ -8,6 +8,7 @@ mod harness;
 mod install;
 mod reconcile;
 mod runtime;
+mod status_cmd;
 mod support;
 mod validate;
 
@@ -48,6 +49,7 @@ fn main() {
         runtime::scenarios(),
         validate::scenarios(),
         install::scenarios(),
+        status_cmd::scenarios(),
     ]
     .into_iter()
     .flatten()
