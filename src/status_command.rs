@@ -201,16 +201,13 @@ async fn client(args: &StatusArgs) -> Result<Client, StatusError> {
         .map_err(|e| StatusError::new(format!("cannot set up a client: {}", root_cause(&e))))
 }
 
-fn bad_kubeconfig(args: &StatusArgs, error: &(dyn std::error::Error + 'static)) -> StatusError {
-    let context = args
-        .context
-        .as_deref()
-        .map(|c| format!(" (context {c:?})"))
-        .unwrap_or_default();
-    StatusError::new(format!(
-        "cannot use the kubeconfig{context}: {}",
-        root_cause(error)
-    ))
+fn bad_kubeconfig(args: &StatusArgs, error: &kube::config::KubeconfigError) -> StatusError {
+    match (&args.context, error) {
+        (Some(context), kube::config::KubeconfigError::LoadContext(_)) => {
+            StatusError::new(format!("the kubeconfig has no context {context:?}"))
+        }
+        _ => StatusError::new(format!("cannot use the kubeconfig: {}", root_cause(error))),
+    }
 }
 
 /// What a request was about, for error messages.
