@@ -4,7 +4,7 @@ BIN := deploymentchannel-operator
 IMAGE ?= deploymentchannel-operator:dev
 N ?= 100 1000 10000
 
-.PHONY: all build test lint fmt crds install-crds run e2e bench image
+.PHONY: all build test lint fmt crds install install-crds run e2e bench image
 
 all: lint test
 
@@ -25,6 +25,10 @@ fmt:
 ## Regenerate crds/ from the Rust types.
 crds:
 	$(CARGO) run --quiet --bin $(BIN) -- crd --dir crds
+
+## Install deploymentchannel-operator and the kubectl plugin (kubectl-interactions) into ~/.cargo/bin.
+install:
+	$(CARGO) install --locked --path .
 
 ## Install the CRDs into the current kube context.
 install-crds:

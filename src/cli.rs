@@ -1,11 +1,12 @@
-//! Command-line interface: `run`, `validate` and `crd`.
+//! Command-line interface: `run`, `validate`, `status` and `crd`, and the
+//! `kubectl interactions` plugin, which is `status` alone.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{crdgen, manifests, runtime::RunArgs};
+use crate::{crdgen, manifests, runtime::RunArgs, status_command::StatusArgs};
 
 /// Kubernetes operator for DeploymentChannel and PhoneConfiguration resources.
 #[derive(Parser, Debug)]
@@ -24,6 +25,8 @@ pub enum Command {
     Dev(RunArgs),
     /// Check manifest files as the API server and the controller would, without a cluster.
     Validate(ValidateArgs),
+    /// Explain why channels are or are not ready, and what to do next (reads only).
+    Status(StatusArgs),
     /// Print both CRDs as multi-document YAML, ready for `kubectl apply -f -`.
     Crd {
         /// Write one file per CRD into this directory instead of printing.
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
         }
         Command::Run(args) => crate::runtime::main(args),
         Command::Dev(args) => crate::dev::main(args),
+        Command::Status(args) => return crate::status_command::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -100,6 +104,33 @@ pub fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `kubectl interactions`: the kubectl plugin, found by kubectl as the
+/// `kubectl-interactions` binary on PATH.
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubectl-interactions",
+    bin_name = "kubectl interactions",
+    version
+)]
+/// Inspect DeploymentChannels and PhoneConfigurations.
+pub struct PluginCli {
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Explain why channels are or are not ready, and what to do next (reads only).
+    Status(StatusArgs),
+}
+
+/// Parses the plugin's command line and runs it.
+pub fn plugin_main() -> ExitCode {
+    match PluginCli::parse().command {
+        PluginCommand::Status(args) => crate::status_command::main(&args),
     }
 }
 

@@ -2,9 +2,10 @@
 //! Kubernetes custom resources, resolves their PhoneConfiguration references,
 //! detects identifier conflicts and reports status conditions.
 //!
-//! The pure core (`api`, `validation`, `status`, `index`, `admission`) does
-//! no I/O; the shell (`controller`, `runtime`, `http`, `cli`) wires it to the
-//! Kubernetes API, the metrics and probe endpoints and the command line.
+//! The pure core (`api`, `validation`, `status`, `index`, `admission`,
+//! `diagnosis`) does no I/O; the shell (`controller`, `runtime`, `http`,
+//! `cli`, `status_command`) wires it to the Kubernetes API, the metrics and
+//! probe endpoints and the command line.
 //! README.md, section "Architecture", follows one change through them.
 //!
 //! Public are only the modules the binary, the tests and the benchmark use.
@@ -12,6 +13,7 @@
 // The pure core.
 mod admission;
 pub mod api;
+mod diagnosis;
 mod field_error;
 pub mod index;
 pub mod status;
@@ -33,5 +35,6 @@ pub mod metrics;
 mod metrics_auth;
 pub mod readiness;
 mod runtime;
+mod status_command;
 mod sync;
 mod tls;

@@ -9,6 +9,7 @@ mod install;
 mod metrics_access;
 mod reconcile;
 mod runtime;
+mod status_cmd;
 mod support;
 mod validate;
 
@@ -50,6 +51,7 @@ fn main() {
         validate::scenarios(),
         install::scenarios(),
         metrics_access::scenarios(),
+        status_cmd::scenarios(),
     ]
     .into_iter()
     .flatten()

@@ -1,0 +1,6 @@
+//! The kubectl plugin: `kubectl interactions status ...` runs this binary
+//! once it is on PATH.
+
+fn main() -> std::process::ExitCode {
+    deploymentchannel_operator::cli::plugin_main()
+}
