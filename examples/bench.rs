@@ -261,10 +261,16 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
         )
         .await?;
     let status_writes = operator
-        .metric("status_writes_total", "kind=\"DeploymentChannel\"")
+        .metric(
+            "reconciles_total",
+            "kind=\"DeploymentChannel\",result=\"written\"",
+        )
         .await;
     let phone_status_writes = operator
-        .metric("status_writes_total", "kind=\"PhoneConfiguration\"")
+        .metric(
+            "reconciles_total",
+            "kind=\"PhoneConfiguration\",result=\"written\"",
+        )
         .await;
     let requests = operator.requests_by_verb().await;
 

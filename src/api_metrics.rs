@@ -13,7 +13,8 @@ use tower::{Layer, Service};
 use crate::metrics::{ApiRequestLabels, Metrics};
 
 /// The verb and resource of a request, as the API server's audit log names
-/// them: `("patch", "deploymentchannels/status")`, `("watch", "phoneconfigurations")`.
+/// them: `("patch", "deploymentchannels/status")`, `("watch", "phoneconfigurations")`;
+/// a request for a non-resource URL is `("get", "/version")`.
 pub fn classify<B>(request: &::http::Request<B>) -> (&'static str, String) {
     let uri = request.uri();
     let query = uri.query().unwrap_or_default();
@@ -22,7 +23,14 @@ pub fn classify<B>(request: &::http::Request<B>) -> (&'static str, String) {
     let rest = match segments.first() {
         Some(&"api") => segments.get(2..).unwrap_or_default(),
         Some(&"apis") => segments.get(3..).unwrap_or_default(),
-        _ => &segments[..],
+        _ => {
+            let verb = if request.method() == "GET" {
+                "get"
+            } else {
+                "other"
+            };
+            return (verb, uri.path().to_string());
+        }
     };
     let rest = match rest {
         ["namespaces", _, tail @ ..] if !tail.is_empty() => tail,
@@ -171,6 +179,7 @@ mod tests {
                 format!("{base}/deploymentchannels"),
                 ("deletecollection", "deploymentchannels"),
             ),
+            ("GET", "/version".into(), ("get", "/version")),
         ];
         for (method, uri, (verb, resource)) in cases {
             assert_eq!(
