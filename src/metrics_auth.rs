@@ -185,7 +185,7 @@ impl MetricsAuth {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, DecisionCache> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.cache)
     }
 
     /// The decision about `token`, from the cache or the API server.
