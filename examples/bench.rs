@@ -448,6 +448,7 @@ fn expected_statuses(
                 generation: Some(1),
                 validation: &validation,
                 phone_configuration: phone,
+                phone_configuration_problem: None,
                 claim_holder: holder.as_ref(),
             };
             (name, channel_status(&facts, None, &time))

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod compatibility;
 pub mod controller;
 pub mod crdgen;
+pub mod decoding;
 pub mod dev;
 pub mod field_error;
 pub mod http;

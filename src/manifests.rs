@@ -305,6 +305,7 @@ fn check_channels_together(
             generation: None,
             validation,
             phone_configuration: phone,
+            phone_configuration_problem: None,
             claim_holder: holder.as_ref(),
         };
         let status = channel_status(&facts, None, &crate::controller::now());

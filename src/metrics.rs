@@ -62,6 +62,12 @@ pub struct EventLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a table the operator keeps per object.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub table: &'static str,
+}
+
 /// Every metric the operator exports.
 pub struct Metrics {
     registry: Registry,
@@ -79,6 +85,8 @@ pub struct Metrics {
     pub watch_events: Family<KindLabels, Counter<u64, AtomicU64>>,
     pub watch_restarts: Family<KindLabels, Counter>,
     pub api_requests: Family<ApiRequestLabels, Counter>,
+    pub unreadable_objects: Family<KindLabels, Gauge>,
+    pub table_entries: Family<TableLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -183,6 +191,22 @@ impl Default for Metrics {
             "Requests to the Kubernetes API by verb, resource and response code",
             &api_requests,
         );
+        let unreadable_objects = Family::default();
+        register(
+            &mut registry,
+            &mut series,
+            "unreadable_objects",
+            "Objects whose stored form the operator cannot read, by kind",
+            &unreadable_objects,
+        );
+        let table_entries = Family::default();
+        register(
+            &mut registry,
+            &mut series,
+            "table_entries",
+            "Entries of the tables the operator keeps per object, by table",
+            &table_entries,
+        );
         Self {
             registry,
             series,
@@ -198,6 +222,8 @@ impl Default for Metrics {
             watch_events,
             watch_restarts,
             api_requests,
+            unreadable_objects,
+            table_entries,
         }
     }
 }

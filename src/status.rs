@@ -55,6 +55,9 @@ pub struct ChannelFacts<'a> {
     pub validation: &'a Result<ValidChannel, Vec<FieldError>>,
     /// The PhoneConfiguration its reference names, when it exists.
     pub phone_configuration: Option<&'a PhoneConfiguration>,
+    /// Why the PhoneConfiguration its reference names cannot be read, when
+    /// it exists but cannot.
+    pub phone_configuration_problem: Option<&'a FieldError>,
     /// Another channel that holds this channel's claim, when one does.
     pub claim_holder: Option<&'a ClaimHolder>,
 }
@@ -192,6 +195,12 @@ fn resolve_phone_configuration(
     facts: &ChannelFacts<'_>,
 ) -> Result<PhoneConfigurationReference, ResolutionFailure> {
     let fail = |reason, message: String| Err(ResolutionFailure { reason, message });
+    if let (None, Some(problem)) = (facts.phone_configuration, facts.phone_configuration_problem) {
+        return fail(
+            reason::PHONE_CONFIGURATION_NOT_READY,
+            format!("PhoneConfiguration {name:?} cannot be read: {problem}"),
+        );
+    }
     let Some(config) = facts.phone_configuration else {
         let place = if facts.namespace.is_empty() {
             "in the same namespace".to_string()

@@ -48,12 +48,21 @@ async fn reconcile(channel: &DeploymentChannel, ctx: &Context) -> Result<Written
             ctx.phone_configurations
                 .get(&ObjectRef::new(name).within(&namespace))
         });
+    let phone_configuration_problem = ctx.unreadable_phone_configuration(
+        validation
+            .as_ref()
+            .ok()
+            .and_then(|v| v.phone_configuration()),
+        &namespace,
+        phone_configuration.is_some(),
+    );
     let claim_holder = ctx.index().claim_holder(&key);
     let facts = ChannelFacts {
         namespace: &namespace,
         generation: channel.metadata.generation,
         validation: &validation,
         phone_configuration: phone_configuration.as_deref(),
+        phone_configuration_problem: phone_configuration_problem.as_ref(),
         claim_holder: claim_holder.as_ref(),
     };
     let previous = ctx.channel_status.current(channel, channel.status.as_ref());

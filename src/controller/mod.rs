@@ -9,7 +9,9 @@ mod channel;
 mod coalesce;
 mod ingest;
 mod phone;
+mod relist;
 mod status_writer;
+mod unreadable;
 
 use std::{
     collections::HashMap,
@@ -39,10 +41,14 @@ use crate::{
     api::{
         DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration, PhoneConfigurationStatus,
     },
+    decoding::Stored,
+    field_error::FieldError,
     index::{Index, ObjectKey},
-    metrics::{ErrorLabels, KindLabels, Metrics, ReconcileLabels},
+    metrics::{ErrorLabels, KindLabels, Metrics, ReconcileLabels, TableLabels},
 };
+use relist::{Cache, Wholeness};
 use status_writer::StatusWriter;
+pub use unreadable::Unreadable;
 
 /// A PhoneConfiguration's status (its `boundChannels` above all) is written
 /// once channels and PhoneConfigurations have stopped changing for this long…
@@ -148,6 +154,9 @@ impl CacheReadiness {
     }
 }
 
+/// An object's uid and generation: a new one means a new spec.
+type ObjectVersion = (Option<String>, Option<i64>);
+
 /// What every reconcile reads and writes through.
 pub struct Context {
     pub client: Client,
@@ -162,6 +171,11 @@ pub struct Context {
     channel_status: StatusWriter<DeploymentChannel, DeploymentChannelStatus>,
     phone_status: StatusWriter<PhoneConfiguration, PhoneConfigurationStatus>,
     failures: Mutex<HashMap<ObjectKey, u32>>,
+    /// The objects of each kind that cannot be read.
+    pub unreadable_channels: Arc<Unreadable>,
+    pub unreadable_phone_configurations: Arc<Unreadable>,
+    /// Each PhoneConfiguration's (uid, generation) last seen by the watch.
+    phone_generations: Mutex<HashMap<ObjectKey, ObjectVersion>>,
 }
 
 impl Context {
@@ -180,6 +194,12 @@ impl Context {
             instance,
         };
         Self {
+            unreadable_channels: Arc::new(Unreadable::new("DeploymentChannel", metrics.clone())),
+            unreadable_phone_configurations: Arc::new(Unreadable::new(
+                "PhoneConfiguration",
+                metrics.clone(),
+            )),
+            phone_generations: Mutex::default(),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             channels,
@@ -199,6 +219,77 @@ impl Context {
         self.index
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Uses these records of unreadable objects (those the watches fill).
+    pub fn with_unreadable(mut self, channels: Arc<Unreadable>, phones: Arc<Unreadable>) -> Self {
+        self.unreadable_channels = channels;
+        self.unreadable_phone_configurations = phones;
+        self
+    }
+
+    /// Why the PhoneConfiguration `name` in `namespace` cannot be read, when
+    /// it exists (is not `cached`) but cannot.
+    fn unreadable_phone_configuration(
+        &self,
+        name: Option<&str>,
+        namespace: &str,
+        cached: bool,
+    ) -> Option<FieldError> {
+        let name = name.filter(|_| !cached)?;
+        self.unreadable_phone_configurations
+            .problem(&ObjectKey::new(namespace, name))
+    }
+
+    /// Forgets everything kept for an object of kind `K` that is gone.
+    pub fn forget<K: kube::Resource<DynamicType = ()>>(&self, key: &ObjectKey) {
+        self.reset_failures(key);
+        if K::kind(&()) == "DeploymentChannel" {
+            self.channel_status.forget(key);
+        } else {
+            self.phone_status.forget(key);
+            self.phone_generations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(key);
+        }
+    }
+
+    /// Exports the size of every table kept per object.
+    pub fn export_table_sizes(&self) {
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        let generations = self
+            .phone_generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        let (channels, claims, references) = {
+            let index = self.index();
+            (index.len(), index.claims_len(), index.references_len())
+        };
+        for (table, size) in [
+            ("channel_status_writes", self.channel_status.len()),
+            ("phone_configuration_status_writes", self.phone_status.len()),
+            ("backoff_counters", failures),
+            ("phone_configuration_generations", generations),
+            ("index_channels", channels),
+            ("index_claims", claims),
+            ("index_references", references),
+            ("unreadable_channels", self.unreadable_channels.len()),
+            (
+                "unreadable_phone_configurations",
+                self.unreadable_phone_configurations.len(),
+            ),
+        ] {
+            self.metrics
+                .table_entries
+                .get_or_create(&TableLabels { table })
+                .set(size as i64);
+        }
     }
 
     fn reset_failures(&self, key: &ObjectKey) {
@@ -268,6 +359,13 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(
         })
         .inc();
     let key = ObjectKey::of(object.as_ref()).unwrap_or_else(|| ObjectKey::new("", ""));
+    if let Error::Kube(kube::Error::Api(status)) = error
+        && status.code == 404
+    {
+        // Deleted meanwhile: nothing to retry, and no backoff to keep.
+        ctx.reset_failures(&key);
+        return Action::await_change();
+    }
     let delay = ctx.backoff(key.clone());
     warn!(object = %key, kind, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -281,14 +379,16 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (channel_api, phone_api): (Api<DeploymentChannel>, Api<PhoneConfiguration>) =
-        match &settings.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
+    let (channel_api, phone_api): (
+        Api<Stored<DeploymentChannel>>,
+        Api<Stored<PhoneConfiguration>>,
+    ) = match &settings.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
     let (channel_reader, channel_writer) = reflector::store_shared::<DeploymentChannel>(1024);
     let (phone_reader, phone_writer) = reflector::store_shared::<PhoneConfiguration>(1024);
     let channel_events = channel_writer
@@ -314,8 +414,21 @@ pub async fn run(
         bound_settled_rx.map(|key| ObjectRef::new(&key.name).within(&key.namespace));
 
     let watch_config = watcher::Config::default().page_size(500);
+    let wholeness = Arc::new(Wholeness::new(metrics.clone()));
+    let unreadable_channels = Arc::new(Unreadable::new("DeploymentChannel", metrics.clone()));
+    let unreadable_phones = Arc::new(Unreadable::new("PhoneConfiguration", metrics.clone()));
+    let (channel_notices, channel_notices_rx) = mpsc::unbounded();
+    let (phone_notices, phone_notices_rx) = mpsc::unbounded();
     let channel_ingest = ingest::channels(
-        watcher::watcher(channel_api, watch_config.clone()),
+        wholeness.track(
+            Cache::Channels,
+            unreadable::decoded(
+                relist::relisting(channel_api, watch_config.clone()),
+                unreadable_channels.clone(),
+                channel_reader.clone(),
+                channel_notices.clone(),
+            ),
+        ),
         channel_writer,
         index.clone(),
         readiness.clone(),
@@ -327,7 +440,15 @@ pub async fn run(
         metrics.clone(),
     );
     let phone_ingest = ingest::phone_configurations(
-        watcher::watcher(phone_api, watch_config),
+        wholeness.track(
+            Cache::PhoneConfigurations,
+            unreadable::decoded(
+                relist::relisting(phone_api, watch_config),
+                unreadable_phones.clone(),
+                phone_reader.clone(),
+                phone_notices.clone(),
+            ),
+        ),
         phone_writer,
         index.clone(),
         readiness.clone(),
@@ -335,15 +456,32 @@ pub async fn run(
         metrics.clone(),
     );
 
-    let ctx = Arc::new(Context::new(
-        client,
-        channel_reader.clone(),
-        phone_reader.clone(),
-        index,
-        readiness.clone(),
-        metrics.clone(),
-        settings.instance.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            channel_reader.clone(),
+            phone_reader.clone(),
+            index,
+            readiness.clone(),
+            metrics.clone(),
+            settings.instance.clone(),
+        )
+        .with_unreadable(unreadable_channels, unreadable_phones),
+    );
+    let reporting = futures::future::join(
+        unreadable::report(channel_notices_rx, channel_notices, ctx.clone()),
+        unreadable::report(phone_notices_rx, phone_notices, ctx.clone()),
+    );
+    let table_sizes = {
+        let ctx = ctx.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                ctx.export_table_sizes();
+            }
+        }
+    };
     let config = controller::Config::default().concurrency(settings.concurrency);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -362,8 +500,12 @@ pub async fn run(
     // only a new spec (or a status that lags its spec) needs a reconcile.
     // Those go through the same batch as bound-channel changes, so that a
     // bulk apply writes each PhoneConfiguration's status once.
-    let mut generations: HashMap<ObjectKey, (Option<String>, Option<i64>)> = HashMap::new();
+    let spec_ctx = ctx.clone();
     let phone_spec_changes = phone_events.for_each(move |pc| {
+        let mut generations = spec_ctx
+            .phone_generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let current = pc
             .status
             .as_ref()
@@ -384,14 +526,10 @@ pub async fn run(
             .graceful_shutdown_on(stopped())
             .run(reconcile_phone_configuration, error_policy, ctx.clone())
             .for_each(|_| futures::future::ready(()));
-    let synced = {
-        let metrics = metrics.clone();
-        async move {
-            readiness.channels().await;
-            readiness.phone_configurations().await;
-            metrics.caches_synced.set(1);
-            info!("caches synced");
-        }
+    let synced = async move {
+        readiness.channels().await;
+        readiness.phone_configurations().await;
+        info!("caches synced");
     };
 
     info!(
@@ -402,7 +540,14 @@ pub async fn run(
         futures::join!(channel_controller, phone_controller, synced);
     };
     let ingest = async move {
-        futures::join!(channel_ingest, phone_ingest, phone_spec_changes, coalescing);
+        futures::join!(
+            channel_ingest,
+            phone_ingest,
+            phone_spec_changes,
+            coalescing,
+            reporting,
+            table_sizes
+        );
     };
     tokio::pin!(controllers, ingest, shutdown);
     tokio::select! {

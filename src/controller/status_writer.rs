@@ -101,4 +101,20 @@ where
             .insert(key, (version, desired.clone()));
         Ok(Written::Patched)
     }
+
+    /// Forgets what was written to an object that is gone.
+    pub fn forget(&self, key: &ObjectKey) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// How many writes wait for the cache to show them.
+    pub fn len(&self) -> usize {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
 }

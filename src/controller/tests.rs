@@ -120,6 +120,7 @@ fn resolved_status(
         generation: channel.metadata.generation,
         validation: &validation,
         phone_configuration: Some(pc),
+        phone_configuration_problem: None,
         claim_holder: None,
     };
     channel_status(&facts, None, time)
