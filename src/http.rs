@@ -27,11 +27,13 @@ pub struct HttpState {
 
 impl HttpState {
     /// Ready when the caches hold a full list; with leader election, a
-    /// replica standing by for the lease is ready too.
+    /// replica standing by for the lease is ready too. Never while CRDs or
+    /// permissions are missing.
     pub fn ready(&self) -> bool {
         let synced = self.metrics.caches_synced.get() == 1;
         let leading = self.metrics.leader.get() == 1;
-        synced || (self.leader_election && !leading)
+        let startable = self.metrics.missing_requirements.get() == 0;
+        startable && (synced || (self.leader_election && !leading))
     }
 }
 
@@ -153,6 +155,17 @@ mod tests {
         );
         elected.metrics.caches_synced.set(1);
         assert_eq!(get(&elected, "/readyz").await.0, StatusCode::OK);
+        // CRDs or permissions missing: never ready, leading or not.
+        elected.metrics.missing_requirements.set(2);
+        assert_eq!(
+            get(&elected, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        elected.metrics.leader.set(0);
+        assert_eq!(
+            get(&elected, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[tokio::test]

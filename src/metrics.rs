@@ -87,6 +87,7 @@ pub struct Metrics {
     pub api_requests: Family<ApiRequestLabels, Counter>,
     pub unreadable_objects: Family<KindLabels, Gauge>,
     pub table_entries: Family<TableLabels, Gauge>,
+    pub missing_requirements: Gauge<i64, AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -207,6 +208,14 @@ impl Default for Metrics {
             "Entries of the tables the operator keeps per object, by table",
             &table_entries,
         );
+        let missing_requirements = Gauge::default();
+        register(
+            &mut registry,
+            &mut series,
+            "missing_requirements",
+            "CRDs and permissions the operator lacks to start (1 before the first check)",
+            &missing_requirements,
+        );
         Self {
             registry,
             series,
@@ -224,6 +233,7 @@ impl Default for Metrics {
             api_requests,
             unreadable_objects,
             table_entries,
+            missing_requirements,
         }
     }
 }

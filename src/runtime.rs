@@ -7,13 +7,14 @@ use anyhow::Context as _;
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     api_metrics::ApiMetricsLayer,
     cli::{LogFormat, RunArgs},
     controller::{self, Settings},
     http::{self, HttpState},
+    lease_fence::{FenceLayer, LeaseFence},
     metrics::Metrics,
     metrics_auth::{KubeReviewer, MetricsAuth},
     tls,
@@ -109,12 +110,30 @@ pub async fn run_with(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
+    let fence = args.leader_election.then(|| {
+        let duration = args.lease_duration_seconds;
+        Arc::new(LeaseFence::new(
+            Duration::from_secs(duration),
+            Duration::from_secs(lease_grace(duration)),
+        ))
+    });
     let client = kube::client::ClientBuilder::try_from(config)
         .context("cannot build a Kubernetes client")?
         .with_layer(&ApiMetricsLayer(metrics.clone()))
+        .with_layer(&FenceLayer {
+            fence: fence.clone(),
+            lease_path: format!(
+                "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{}",
+                lease_namespace(&args),
+                args.lease_name
+            ),
+        })
         .build();
     tokio::spawn(warn_if_unsupported(client.clone()));
-    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(crate::identity::generate);
     let servers =
         start_servers(&args, &identity, client.clone(), metrics.clone(), &shutdown).await?;
     let settings = Settings {
@@ -123,12 +142,31 @@ pub async fn run_with(
         instance: Some(identity.clone()),
     };
     let grace = Duration::from_secs(args.shutdown_timeout_seconds);
-    let result = if args.leader_election {
-        lead(client, &args, identity, settings, metrics, &shutdown, grace).await
-    } else {
-        reconcile_until(client, settings, metrics, &shutdown, grace).await;
-        Ok(())
+    let needed = crate::preflight::needed(
+        args.namespace.as_deref(),
+        args.leader_election
+            .then(|| lease_namespace(&args))
+            .as_deref(),
+    );
+    let startable = tokio::select! {
+        _ = crate::preflight::wait_until_ready(&client, &needed, &metrics) => true,
+        _ = shutdown.requested() => false,
     };
+    let result = match fence {
+        _ if !startable => Ok(()),
+        Some(fence) => {
+            lead(
+                client, &args, identity, settings, metrics, &shutdown, grace, fence,
+            )
+            .await
+        }
+        None => {
+            reconcile_until(client, settings, metrics, &shutdown, grace).await;
+            Ok(())
+        }
+    };
+    // On an error, exit at once: the HTTP servers stop with the process.
+    result?;
     for server in servers {
         match server.await {
             Ok(Ok(())) => {}
@@ -137,7 +175,7 @@ pub async fn run_with(
         }
     }
     info!("stopped");
-    result
+    Ok(())
 }
 
 /// Logs the server's version, and a warning when it is older than supported.
@@ -245,8 +283,25 @@ async fn reconcile_until(
     metrics.caches_synced.set(0);
 }
 
+/// Seconds before the Lease expires that its holder renews it.
+fn lease_grace(duration: u64) -> u64 {
+    (duration / 3).max(2)
+}
+
+/// The namespace of the leader-election Lease.
+fn lease_namespace(args: &RunArgs) -> String {
+    args.lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into())
+}
+
 /// Stands by for the Lease, reconciles while holding it, stops reconciling
-/// at once when it is lost, and releases it on shutdown.
+/// at once when it is lost, and releases it on shutdown. A leader that could
+/// not renew the Lease in time (paused, starved, cut off) stops at the
+/// fence's deadline, before a standby may take over, and returns an error:
+/// the process exits non-zero and restarts as a standby.
+#[allow(clippy::too_many_arguments)]
 async fn lead(
     client: Client,
     args: &RunArgs,
@@ -255,18 +310,15 @@ async fn lead(
     metrics: Arc<Metrics>,
     shutdown: &Shutdown,
     grace: Duration,
+    fence: Arc<LeaseFence>,
 ) -> anyhow::Result<()> {
-    let namespace = args
-        .lease_namespace
-        .clone()
-        .or_else(|| std::env::var("POD_NAMESPACE").ok())
-        .unwrap_or_else(|| "default".into());
+    let namespace = lease_namespace(args);
     let duration = args.lease_duration_seconds;
     let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
         .with_namespace(&namespace)
         .with_identity(&identity)
         .with_duration(duration)
-        .with_grace((duration / 3).max(2))
+        .with_grace(lease_grace(duration))
         .with_field_manager(LEASE_FIELD_MANAGER)
         .build()
         .await
@@ -291,6 +343,14 @@ async fn lead(
                 }
                 warn!(%identity, "lost the lease: stopped reconciling");
             }
+            _ = fence.expired() => {
+                // Dropping the controllers cancels their in-flight reconciles;
+                // the fence refuses their writes already.
+                metrics.caches_synced.set(0);
+                metrics.leader.set(0);
+                error!(%identity, lease_duration_seconds = duration, "could not renew the lease in time: stopped reconciling before another replica may take over; exiting to restart as a standby");
+                anyhow::bail!("the leader-election Lease was not renewed in time");
+            }
         }
     }
     metrics.leader.set(0);
@@ -303,17 +363,4 @@ async fn lead(
         Err(_) => warn!("releasing the lease timed out; it expires on its own"),
     }
     Ok(())
-}
-
-fn default_identity() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| format!("deploymentchannel-operator-{}", std::process::id()))
 }

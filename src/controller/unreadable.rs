@@ -532,7 +532,7 @@ mod tests {
 
     fn notices(rx: &mut mpsc::UnboundedReceiver<Notice<DeploymentChannel>>) -> Vec<String> {
         let mut seen = Vec::new();
-        while let Ok(Some(notice)) = rx.try_next() {
+        while let Ok(notice) = rx.try_recv() {
             seen.push(match notice {
                 Notice::Unreadable(problem, stored) => format!(
                     "Unreadable {}: {problem}",
