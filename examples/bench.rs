@@ -440,7 +440,7 @@ fn expected_statuses(
             let status = desired_channel_status(
                 channel,
                 &validate_channel(&channel.spec),
-                |_, name| by_name.get(name).copied(),
+                |_, name| Ok(by_name.get(name).copied()),
                 holder.as_ref(),
                 None,
                 &now,

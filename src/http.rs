@@ -118,10 +118,9 @@ mod tests {
 
     fn state() -> Replica {
         let metrics = Arc::new(Metrics::default());
-        Replica {
-            readiness: Arc::new(Readiness::new(metrics.caches_synced.clone())),
-            metrics,
-        }
+        let readiness = Arc::new(Readiness::new(metrics.caches_synced.clone()));
+        readiness.set_requirements_met(true);
+        Replica { readiness, metrics }
     }
 
     #[tokio::test]

@@ -208,6 +208,16 @@ impl Index {
         self.channels.len()
     }
 
+    /// How many claims the index holds.
+    pub fn claims_len(&self) -> usize {
+        self.claims.len()
+    }
+
+    /// How many PhoneConfigurations channels reference.
+    pub fn references_len(&self) -> usize {
+        self.references.len()
+    }
+
     /// Whether the index holds no channel.
     pub fn is_empty(&self) -> bool {
         self.channels.is_empty()

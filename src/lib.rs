@@ -13,6 +13,7 @@
 // The pure core.
 mod admission;
 pub mod api;
+mod decoding;
 mod diagnosis;
 mod field_error;
 pub mod index;
@@ -30,9 +31,12 @@ pub mod compatibility;
 pub mod controller;
 mod dev;
 mod http;
+mod identity;
+mod lease_fence;
 pub mod local_cluster;
 pub mod metrics;
 mod metrics_auth;
+mod preflight;
 pub mod readiness;
 mod runtime;
 mod status_command;

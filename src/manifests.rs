@@ -373,7 +373,7 @@ fn check_channels_together(
         let status = desired_channel_status(
             &channel.object,
             &channel.validation,
-            |namespace, name| phones.get(&ObjectKey::new(namespace, name)),
+            |namespace, name| Ok(phones.get(&ObjectKey::new(namespace, name))),
             holder.as_ref(),
             None,
             &NO_TIME,

@@ -62,6 +62,12 @@ pub struct EventLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a table the operator keeps per object.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub table: &'static str,
+}
+
 /// Every metric the operator exports.
 pub struct Metrics {
     registry: Registry,
@@ -78,6 +84,9 @@ pub struct Metrics {
     pub watch_events: Family<KindLabels, Counter<u64, AtomicU64>>,
     pub watch_restarts: Family<KindLabels, Counter>,
     pub api_requests: Family<ApiRequestLabels, Counter>,
+    pub unreadable_objects: Family<KindLabels, Gauge>,
+    pub table_entries: Family<TableLabels, Gauge>,
+    pub missing_requirements: Gauge<i64, AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -174,6 +183,30 @@ impl Default for Metrics {
             "Requests to the Kubernetes API by verb, resource and response code",
             &api_requests,
         );
+        let unreadable_objects = Family::default();
+        register(
+            &mut registry,
+            &mut series,
+            "unreadable_objects",
+            "Objects whose stored form the operator cannot read, by kind",
+            &unreadable_objects,
+        );
+        let table_entries = Family::default();
+        register(
+            &mut registry,
+            &mut series,
+            "table_entries",
+            "Entries of the tables the operator keeps per object, by table",
+            &table_entries,
+        );
+        let missing_requirements = Gauge::default();
+        register(
+            &mut registry,
+            &mut series,
+            "missing_requirements",
+            "CRDs and permissions the operator lacks to start (1 before the first check)",
+            &missing_requirements,
+        );
         Self {
             registry,
             series,
@@ -188,6 +221,9 @@ impl Default for Metrics {
             watch_events,
             watch_restarts,
             api_requests,
+            unreadable_objects,
+            table_entries,
+            missing_requirements,
         }
     }
 }

@@ -3,10 +3,22 @@
 //! marks the caches, leader election marks the role, and `/readyz` and the
 //! reconciles read the same value.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
+use futures::{Stream, StreamExt};
+use kube::runtime::watcher;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
+
+/// The caches.
+#[derive(Clone, Copy, Debug)]
+pub enum Cache {
+    Channels,
+    PhoneConfigurations,
+}
 
 /// The readiness of one replica, shared by the controllers and the HTTP server.
 #[derive(Debug)]
@@ -14,6 +26,8 @@ pub struct Readiness {
     channels: watch::Sender<bool>,
     phone_configurations: watch::Sender<bool>,
     standing_by: AtomicBool,
+    /// The CRDs are installed and the permissions granted.
+    requirements_met: AtomicBool,
     /// `caches_synced` on `/metrics`, kept equal to [`Readiness::caches_whole`].
     synced_gauge: Gauge,
 }
@@ -26,6 +40,7 @@ impl Readiness {
             channels: watch::Sender::new(false),
             phone_configurations: watch::Sender::new(false),
             standing_by: AtomicBool::new(false),
+            requirements_met: AtomicBool::new(false),
             synced_gauge,
         }
     }
@@ -42,6 +57,33 @@ impl Readiness {
         self.export();
     }
 
+    /// A watch failed: its cache may have missed changes until it relists.
+    pub fn stale(&self, cache: Cache) {
+        match cache {
+            Cache::Channels => self.channels.send_replace(false),
+            Cache::PhoneConfigurations => self.phone_configurations.send_replace(false),
+        };
+        self.export();
+    }
+
+    /// Passes a watch on, marking `cache` stale at each failure (the ingest
+    /// marks it listed again once the relist is in the cache).
+    pub fn track<S, K>(
+        self: &Arc<Self>,
+        cache: Cache,
+        events: S,
+    ) -> impl Stream<Item = S::Item> + Send + use<S, K>
+    where
+        S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send,
+    {
+        let readiness = self.clone();
+        events.inspect(move |event| {
+            if event.is_err() {
+                readiness.stale(cache);
+            }
+        })
+    }
+
     /// The caches are gone (the controllers stopped) or are being rebuilt.
     pub fn caches_lost(&self) {
         self.channels.send_replace(false);
@@ -52,6 +94,12 @@ impl Readiness {
     /// With leader election: whether this replica is waiting for the Lease.
     pub fn set_standing_by(&self, standing_by: bool) {
         self.standing_by.store(standing_by, Ordering::Relaxed);
+    }
+
+    /// Whether the CRDs are installed and the permissions granted; until
+    /// they are, the replica is never ready.
+    pub fn set_requirements_met(&self, met: bool) {
+        self.requirements_met.store(met, Ordering::Relaxed);
     }
 
     /// Waits until the DeploymentChannel cache holds a full list.
@@ -73,9 +121,11 @@ impl Readiness {
         *self.channels.borrow() && *self.phone_configurations.borrow()
     }
 
-    /// What `/readyz` answers: caches whole, or standing by for the Lease.
+    /// What `/readyz` answers: with the CRDs and permissions in place,
+    /// caches whole, or standing by for the Lease.
     pub fn is_ready(&self) -> bool {
-        self.caches_whole() || self.standing_by.load(Ordering::Relaxed)
+        self.requirements_met.load(Ordering::Relaxed)
+            && (self.caches_whole() || self.standing_by.load(Ordering::Relaxed))
     }
 
     fn export(&self) {
@@ -91,6 +141,7 @@ mod tests {
     fn ready_once_both_caches_are_listed_and_the_gauge_follows() {
         let gauge = Gauge::default();
         let readiness = Readiness::new(gauge.clone());
+        readiness.set_requirements_met(true);
         assert!(!readiness.is_ready());
         readiness.channels_listed();
         assert!(!readiness.is_ready());
@@ -106,11 +157,46 @@ mod tests {
     #[test]
     fn a_replica_standing_by_is_ready_without_caches() {
         let readiness = Readiness::new(Gauge::default());
+        readiness.set_requirements_met(true);
         readiness.set_standing_by(true);
         assert!(readiness.is_ready());
         assert!(!readiness.caches_whole());
         readiness.set_standing_by(false);
         assert!(!readiness.is_ready());
+    }
+
+    #[test]
+    fn never_ready_while_crds_or_permissions_are_missing() {
+        let readiness = Readiness::new(Gauge::default());
+        readiness.channels_listed();
+        readiness.phone_configurations_listed();
+        readiness.set_standing_by(true);
+        assert!(!readiness.is_ready());
+        readiness.set_requirements_met(true);
+        assert!(readiness.is_ready());
+    }
+
+    #[tokio::test]
+    async fn a_failed_watch_makes_its_cache_stale_until_listed_again() {
+        let gauge = Gauge::default();
+        let readiness = Arc::new(Readiness::new(gauge.clone()));
+        readiness.set_requirements_met(true);
+        readiness.channels_listed();
+        readiness.phone_configurations_listed();
+        let events: Vec<watcher::Result<watcher::Event<()>>> = vec![
+            Ok(watcher::Event::Apply(())),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(watcher::Event::Init),
+        ];
+        let seen: Vec<bool> = readiness
+            .track(Cache::Channels, futures::stream::iter(events))
+            .map(|_| readiness.is_ready())
+            .collect()
+            .await;
+        assert_eq!(seen, [true, false, false]);
+        assert_eq!(gauge.get(), 0);
+        readiness.channels_listed();
+        assert!(readiness.is_ready());
     }
 
     #[tokio::test]

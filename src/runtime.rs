@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 mod options;
 
@@ -17,6 +17,7 @@ use crate::{
     api_metrics::ApiMetricsLayer,
     controller::{self, Settings},
     http,
+    lease_fence::{FenceLayer, LeaseFence},
     metrics::Metrics,
     metrics_auth::{KubeReviewer, MetricsAuth},
     readiness::Readiness,
@@ -114,12 +115,32 @@ pub async fn run_with(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
+    // With leader election, every request after the Lease could not be
+    // renewed in time is refused before it leaves the process.
+    let fence = args.leader_election.then(|| {
+        let duration = args.lease_duration_seconds;
+        Arc::new(LeaseFence::new(
+            Duration::from_secs(duration),
+            Duration::from_secs(lease_grace(duration)),
+        ))
+    });
     let client = kube::client::ClientBuilder::try_from(config)
         .context("cannot build a Kubernetes client")?
         .with_layer(&ApiMetricsLayer(metrics.clone()))
+        .with_layer(&FenceLayer {
+            fence: fence.clone(),
+            lease_path: format!(
+                "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{}",
+                lease_namespace(&args),
+                args.lease_name
+            ),
+        })
         .build();
     tokio::spawn(warn_if_unsupported(client.clone()));
-    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(crate::identity::generate);
     let readiness = Arc::new(Readiness::new(metrics.caches_synced.clone()));
     let servers = start_servers(
         &args,
@@ -130,6 +151,18 @@ pub async fn run_with(
         &shutdown,
     )
     .await?;
+    // CRDs installed and permissions granted before anything else.
+    let needed = crate::preflight::needed(
+        args.namespace.as_deref(),
+        args.leader_election
+            .then(|| lease_namespace(&args))
+            .as_deref(),
+    );
+    let startable = tokio::select! {
+        _ = crate::preflight::wait_until_ready(&client, &needed, &metrics) => true,
+        _ = shutdown.requested() => false,
+    };
+    readiness.set_requirements_met(startable);
     let controllers = Controllers {
         client,
         settings: Settings {
@@ -141,12 +174,16 @@ pub async fn run_with(
         readiness,
         grace: Duration::from_secs(args.shutdown_timeout_seconds),
     };
-    let result = if args.leader_election {
-        lead(&controllers, &args, identity, &shutdown).await
-    } else {
-        controllers.run_until(&shutdown).await;
-        Ok(())
+    let result = match fence {
+        _ if !startable => Ok(()),
+        Some(fence) => lead(&controllers, &args, identity, &shutdown, fence).await,
+        None => {
+            controllers.run_until(&shutdown).await;
+            Ok(())
+        }
     };
+    // On an error, exit at once: the HTTP servers stop with the process.
+    result?;
     for server in servers {
         match server.await {
             Ok(Ok(())) => {}
@@ -155,7 +192,7 @@ pub async fn run_with(
         }
     }
     info!("stopped");
-    result
+    Ok(())
 }
 
 /// Logs the server's version, and a warning when it is older than supported.
@@ -273,26 +310,39 @@ impl Controllers {
     }
 }
 
+/// Seconds before the Lease expires that its holder renews it.
+fn lease_grace(duration: u64) -> u64 {
+    (duration / 3).max(2)
+}
+
+/// The namespace of the leader-election Lease.
+fn lease_namespace(args: &RunArgs) -> String {
+    args.lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into())
+}
+
 /// Stands by for the Lease, reconciles while holding it, stops reconciling
-/// at once when it is lost, and releases it on shutdown.
+/// at once when it is lost, and releases it on shutdown. A leader that could
+/// not renew the Lease in time (paused, starved, cut off) stops at the
+/// fence's deadline, before a standby may take over, and returns an error:
+/// the process exits non-zero and restarts as a standby.
 async fn lead(
     controllers: &Controllers,
     args: &RunArgs,
     identity: String,
     shutdown: &Shutdown,
+    fence: Arc<LeaseFence>,
 ) -> anyhow::Result<()> {
     let (metrics, readiness) = (&controllers.metrics, &controllers.readiness);
-    let namespace = args
-        .lease_namespace
-        .clone()
-        .or_else(|| std::env::var("POD_NAMESPACE").ok())
-        .unwrap_or_else(|| "default".into());
+    let namespace = lease_namespace(args);
     let duration = args.lease_duration_seconds;
     let manager = LeaseManagerBuilder::new(controllers.client.clone(), &args.lease_name)
         .with_namespace(&namespace)
         .with_identity(&identity)
         .with_duration(duration)
-        .with_grace((duration / 3).max(2))
+        .with_grace(lease_grace(duration))
         .with_field_manager(LEASE_FIELD_MANAGER)
         .build()
         .await
@@ -319,6 +369,14 @@ async fn lead(
                 }
                 warn!(%identity, "lost the lease: stopped reconciling");
             }
+            _ = fence.expired() => {
+                // Dropping the controllers cancels their in-flight reconciles;
+                // the fence refuses their writes already.
+                readiness.caches_lost();
+                metrics.leader.set(0);
+                error!(%identity, lease_duration_seconds = duration, "could not renew the lease in time: stopped reconciling before another replica may take over; exiting to restart as a standby");
+                anyhow::bail!("the leader-election Lease was not renewed in time");
+            }
         }
     }
     metrics.leader.set(0);
@@ -332,17 +390,4 @@ async fn lead(
         Err(_) => warn!("releasing the lease timed out; it expires on its own"),
     }
     Ok(())
-}
-
-fn default_identity() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| format!("deploymentchannel-operator-{}", std::process::id()))
 }

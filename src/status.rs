@@ -57,6 +57,9 @@ pub(crate) struct ChannelFacts<'a> {
     pub validation: &'a Result<ValidChannel, Vec<FieldError>>,
     /// The PhoneConfiguration its reference names, when it exists.
     pub phone_configuration: Option<&'a PhoneConfiguration>,
+    /// Why the PhoneConfiguration its reference names cannot be read, when
+    /// it exists but cannot.
+    pub phone_configuration_problem: Option<&'a FieldError>,
     /// Another channel that holds this channel's claim, when one does.
     pub claim_holder: Option<&'a ClaimHolder>,
 }
@@ -87,28 +90,35 @@ impl Verdict {
 
 /// The status a DeploymentChannel should have, from everything it depends
 /// on: its spec (validated) and generation, the PhoneConfiguration its
-/// reference names (`find_phone_configuration(namespace, name)`), the channel
-/// that holds its claim, its previous status and the time. The controller,
-/// `validate` and the benchmark all compute a channel's status here.
+/// reference names (`find_phone_configuration(namespace, name)`: found,
+/// missing, or there but unreadable), the channel that holds its claim, its
+/// previous status and the time. The controller, `validate` and the
+/// benchmark all compute a channel's status here.
 pub fn desired_channel_status<P: Deref<Target = PhoneConfiguration>>(
     channel: &DeploymentChannel,
     validation: &Result<ValidChannel, Vec<FieldError>>,
-    find_phone_configuration: impl FnOnce(&str, &str) -> Option<P>,
+    find_phone_configuration: impl FnOnce(&str, &str) -> Result<Option<P>, FieldError>,
     claim_holder: Option<&ClaimHolder>,
     previous: Option<&DeploymentChannelStatus>,
     now: &Time,
 ) -> DeploymentChannelStatus {
     let namespace = channel.metadata.namespace.as_deref().unwrap_or_default();
-    let phone_configuration = validation
+    let lookup = validation
         .as_ref()
         .ok()
         .and_then(ValidChannel::phone_configuration)
-        .and_then(|name| find_phone_configuration(namespace, name));
+        .map(|name| find_phone_configuration(namespace, name));
+    let (phone_configuration, problem) = match lookup {
+        Some(Ok(found)) => (found, None),
+        Some(Err(problem)) => (None, Some(problem)),
+        None => (None, None),
+    };
     let facts = ChannelFacts {
         namespace,
         generation: channel.metadata.generation,
         validation,
         phone_configuration: phone_configuration.as_deref(),
+        phone_configuration_problem: problem.as_ref(),
         claim_holder,
     };
     channel_status(&facts, previous, now)
@@ -223,6 +233,12 @@ fn resolve_phone_configuration(
     facts: &ChannelFacts<'_>,
 ) -> Result<PhoneConfigurationReference, ResolutionFailure> {
     let fail = |reason, message: String| Err(ResolutionFailure { reason, message });
+    if let (None, Some(problem)) = (facts.phone_configuration, facts.phone_configuration_problem) {
+        return fail(
+            reason::PHONE_CONFIGURATION_NOT_READY,
+            format!("PhoneConfiguration {name:?} cannot be read: {problem}"),
+        );
+    }
     let Some(config) = facts.phone_configuration else {
         let place = if facts.namespace.is_empty() {
             "in the same namespace".to_string()

@@ -45,9 +45,16 @@ async fn reconcile(channel: &DeploymentChannel, ctx: &Context) -> Result<Written
     let desired = desired_channel_status(
         channel,
         &validation,
-        |namespace, name| {
-            ctx.phone_configurations
-                .get(&ObjectRef::new(name).within(namespace))
+        |namespace, name| match ctx
+            .phone_configurations
+            .get(&ObjectRef::new(name).within(namespace))
+        {
+            Some(found) => Ok(Some(found)),
+            // There, but its stored form cannot be read.
+            None => ctx
+                .unreadable_phone_configurations
+                .problem(&ObjectKey::new(namespace, name))
+                .map_or(Ok(None), Err),
         },
         claim_holder.as_ref(),
         previous.as_ref(),

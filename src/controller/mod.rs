@@ -9,7 +9,9 @@ mod channel;
 mod coalesce;
 mod ingest;
 mod phone;
+mod relist;
 mod status_writer;
+mod unreadable;
 
 use std::{
     collections::HashMap,
@@ -39,13 +41,16 @@ use crate::{
     api::{
         DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration, PhoneConfigurationStatus,
     },
+    decoding::Stored,
     index::{Index, ObjectKey},
+    metrics::TableLabels,
     metrics::{ErrorLabels, KindLabels, Metrics, ReconcileLabels},
-    readiness::Readiness,
+    readiness::{Cache, Readiness},
     sync::lock,
 };
 use coalesce::Request;
 use status_writer::StatusWriter;
+use unreadable::Unreadable;
 
 /// A PhoneConfiguration's status (its `boundChannels` above all) is written
 /// once channels and PhoneConfigurations have stopped changing for this long…
@@ -117,6 +122,9 @@ pub struct Context {
     channel_status: StatusWriter<DeploymentChannel, DeploymentChannelStatus>,
     phone_status: StatusWriter<PhoneConfiguration, PhoneConfigurationStatus>,
     failures: Mutex<HashMap<ObjectKey, u32>>,
+    /// The objects of each kind whose stored form cannot be read.
+    pub unreadable_channels: Arc<Unreadable>,
+    pub unreadable_phone_configurations: Arc<Unreadable>,
 }
 
 impl Context {
@@ -135,6 +143,11 @@ impl Context {
             instance,
         };
         Self {
+            unreadable_channels: Arc::new(Unreadable::new("DeploymentChannel", metrics.clone())),
+            unreadable_phone_configurations: Arc::new(Unreadable::new(
+                "PhoneConfiguration",
+                metrics.clone(),
+            )),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             channels,
@@ -168,6 +181,49 @@ impl Context {
     fn forget_phone_configuration(&self, key: &ObjectKey) {
         self.phone_status.forget(key);
         self.reset_failures(key);
+    }
+
+    /// Uses these records of unreadable objects (those the watches fill).
+    pub fn with_unreadable(mut self, channels: Arc<Unreadable>, phones: Arc<Unreadable>) -> Self {
+        self.unreadable_channels = channels;
+        self.unreadable_phone_configurations = phones;
+        self
+    }
+
+    /// Forgets everything the reconciles keep for an object of kind `K` that is gone.
+    pub fn forget<K: kube::Resource<DynamicType = ()>>(&self, key: &ObjectKey) {
+        if K::kind(&()) == "DeploymentChannel" {
+            self.forget_channel(key);
+        } else {
+            self.forget_phone_configuration(key);
+        }
+    }
+
+    /// Exports the size of every table the reconciles and the index keep per object.
+    pub fn export_table_sizes(&self) {
+        let failures = lock(&self.failures).len();
+        let (channels, claims, references) = {
+            let index = self.index();
+            (index.len(), index.claims_len(), index.references_len())
+        };
+        for (table, size) in [
+            ("channel_status_writes", self.channel_status.len()),
+            ("phone_configuration_status_writes", self.phone_status.len()),
+            ("backoff_counters", failures),
+            ("index_channels", channels),
+            ("index_claims", claims),
+            ("index_references", references),
+            ("unreadable_channels", self.unreadable_channels.len()),
+            (
+                "unreadable_phone_configurations",
+                self.unreadable_phone_configurations.len(),
+            ),
+        ] {
+            self.metrics
+                .table_entries
+                .get_or_create(&TableLabels { table })
+                .set(size as i64);
+        }
     }
 
     /// Objects with a per-object record: status writes in flight, failures.
@@ -238,6 +294,13 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(
         })
         .inc();
     let key = ObjectKey::of(object.as_ref()).unwrap_or_else(|| ObjectKey::new("", ""));
+    if let Error::Kube(kube::Error::Api(status)) = error
+        && status.code == 404
+    {
+        // Deleted meanwhile: nothing to retry, and no backoff to keep.
+        ctx.reset_failures(&key);
+        return Action::await_change();
+    }
     let delay = ctx.backoff(key.clone());
     warn!(object = %key, kind, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -278,15 +341,20 @@ pub async fn run(
         .subscribe()
         .expect("a shared store has subscribers");
     let index = Arc::new(Mutex::new(Index::default()));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        channel_reader.clone(),
-        phone_reader.clone(),
-        index.clone(),
-        readiness.clone(),
-        metrics,
-        settings.instance.clone(),
-    ));
+    let unreadable_channels = Arc::new(Unreadable::new("DeploymentChannel", metrics.clone()));
+    let unreadable_phones = Arc::new(Unreadable::new("PhoneConfiguration", metrics.clone()));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            channel_reader.clone(),
+            phone_reader.clone(),
+            index.clone(),
+            readiness.clone(),
+            metrics,
+            settings.instance.clone(),
+        )
+        .with_unreadable(unreadable_channels.clone(), unreadable_phones.clone()),
+    );
 
     // Channels to reconcile because another object changed, and
     // PhoneConfigurations whose status to write once channel changes settle.
@@ -304,9 +372,38 @@ pub async fn run(
         phone_configurations: phone_trigger.clone(),
     };
 
+    // Each watch: relisted after any failure, each object decoded on its own
+    // (an unreadable one is reported, not a failure of the watch), and the
+    // cache marked stale from a failure until the relist completes.
     let watch_config = watcher::Config::default().page_size(500);
+    let (channel_notices, channel_notices_rx) = mpsc::unbounded();
+    let (phone_notices, phone_notices_rx) = mpsc::unbounded();
+    let channel_watch = readiness.track(
+        Cache::Channels,
+        unreadable::decoded(
+            relist::relisting(
+                scoped::<Stored<DeploymentChannel>>(&client, namespace),
+                watch_config.clone(),
+            ),
+            unreadable_channels,
+            channel_reader.clone(),
+            channel_notices.clone(),
+        ),
+    );
+    let phone_watch = readiness.track(
+        Cache::PhoneConfigurations,
+        unreadable::decoded(
+            relist::relisting(
+                scoped::<Stored<PhoneConfiguration>>(&client, namespace),
+                watch_config,
+            ),
+            unreadable_phones,
+            phone_reader.clone(),
+            phone_notices.clone(),
+        ),
+    );
     let channel_ingest = ingest::channels(
-        watcher::watcher(scoped(&client, namespace), watch_config.clone()),
+        channel_watch,
         channel_writer,
         ingest::ChannelTables {
             index,
@@ -317,7 +414,7 @@ pub async fn run(
         triggers(),
     );
     let phone_ingest = ingest::phone_configurations(
-        watcher::watcher(scoped(&client, namespace), watch_config),
+        phone_watch,
         phone_writer,
         ingest::PhoneTables {
             versions: HashMap::new(),
@@ -348,6 +445,20 @@ pub async fn run(
         .graceful_shutdown_on(stopped())
         .run(reconcile_phone_configuration, error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
+    let reporting = futures::future::join(
+        unreadable::report(channel_notices_rx, channel_notices, ctx.clone()),
+        unreadable::report(phone_notices_rx, phone_notices, ctx.clone()),
+    );
+    let table_sizes = {
+        let ctx = ctx.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                ctx.export_table_sizes();
+            }
+        }
+    };
     let synced = async move {
         readiness.channels().await;
         readiness.phone_configurations().await;
@@ -362,7 +473,13 @@ pub async fn run(
         futures::join!(channel_controller, phone_controller, synced);
     };
     let ingest = async move {
-        futures::join!(channel_ingest, phone_ingest, coalescing);
+        futures::join!(
+            channel_ingest,
+            phone_ingest,
+            coalescing,
+            reporting,
+            table_sizes
+        );
     };
     tokio::pin!(controllers, ingest, shutdown);
     tokio::select! {

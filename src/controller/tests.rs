@@ -118,7 +118,7 @@ fn resolved_status(
     desired_channel_status(
         channel,
         &validate_channel(&channel.spec),
-        |_, _| Some(pc),
+        |_, _| Ok(Some(pc)),
         None,
         None,
         time,

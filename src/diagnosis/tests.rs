@@ -97,6 +97,7 @@ fn reconciled(
         namespace: NS,
         generation: channel.metadata.generation,
         validation: &validation,
+        phone_configuration_problem: None,
         phone_configuration: pc,
         claim_holder: holder,
     };

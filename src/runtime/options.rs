@@ -54,7 +54,8 @@ pub struct RunArgs {
     #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(5..=300))]
     pub lease_duration_seconds: u64,
 
-    /// This replica's identity in the Lease and on Events (default: the pod name, else the host name).
+    /// This replica's identity in the Lease and on Events (default: the pod name, else the
+    /// host name plus a random suffix).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 

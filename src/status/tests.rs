@@ -59,6 +59,7 @@ fn facts<'a>(
         generation: Some(3),
         validation,
         phone_configuration: phone,
+        phone_configuration_problem: None,
         claim_holder: holder,
     }
 }
@@ -294,4 +295,47 @@ fn readiness_changes_worth_an_event() {
         Some(ReadinessChange::Recovered)
     );
     assert_eq!(readiness_change(&lost, &lost), None);
+}
+
+#[test]
+fn an_unreadable_phone_configuration_is_not_ready_and_says_why() {
+    let validation = validate_channel(&calls_spec("+12125551234"));
+    let problem = FieldError::required("spec.phoneNumber", "");
+    let mut facts = facts(&validation, None, None);
+    facts.phone_configuration_problem = Some(&problem);
+    let status = channel_status(&facts, None, &at(0));
+    assert_eq!(
+        summary(&status),
+        vec![
+            triple("Ready", "False", "PhoneConfigurationNotReady"),
+            triple("Valid", "True", "Valid"),
+            triple(
+                "PhoneConfigurationResolved",
+                "False",
+                "PhoneConfigurationNotReady"
+            ),
+        ]
+    );
+    assert_eq!(
+        status.conditions[0].message,
+        r#"PhoneConfiguration "phone-xyz789" cannot be read: spec.phoneNumber: Required value"#
+    );
+}
+
+#[test]
+fn an_unreadable_object_is_invalid_and_stalled_with_the_problem() {
+    let problem = FieldError::required("spec.channelIdentifier", "");
+    let validation = Err(vec![problem]);
+    let status = channel_status(&facts(&validation, None, None), None, &at(0));
+    assert_eq!(
+        summary(&status),
+        vec![
+            triple("Ready", "False", "InvalidSpec"),
+            triple("Valid", "False", "InvalidSpec"),
+            triple("Stalled", "True", "InvalidSpec"),
+        ]
+    );
+    for condition in &status.conditions {
+        assert_eq!(condition.message, "spec.channelIdentifier: Required value");
+    }
 }
