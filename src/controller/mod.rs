@@ -255,6 +255,32 @@ impl Context {
         }
     }
 
+    /// Drops what is still kept for objects no longer cached: a record
+    /// made by a reconcile that finished after its object's deletion was
+    /// processed.
+    pub fn prune_departed(&self) {
+        let channel = |key: &ObjectKey| {
+            self.channels
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .is_some()
+        };
+        let phone = |key: &ObjectKey| {
+            self.phone_configurations
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .is_some()
+        };
+        self.channel_status.retain(channel);
+        self.phone_status.retain(phone);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| channel(key) || phone(key));
+        self.phone_generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| phone(key));
+    }
+
     /// Exports the size of every table kept per object.
     pub fn export_table_sizes(&self) {
         let failures = self
@@ -478,6 +504,7 @@ pub async fn run(
             let mut every = tokio::time::interval(Duration::from_secs(1));
             loop {
                 every.tick().await;
+                ctx.prune_departed();
                 ctx.export_table_sizes();
             }
         }

@@ -110,6 +110,14 @@ where
             .remove(key);
     }
 
+    /// Keeps only the records of objects for which `keep` holds.
+    pub fn retain(&self, mut keep: impl FnMut(&ObjectKey) -> bool) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| keep(key));
+    }
+
     /// How many writes wait for the cache to show them.
     pub fn len(&self) -> usize {
         self.in_flight

@@ -4,6 +4,7 @@
 
 mod admission;
 mod counting;
+mod faults;
 mod harness;
 mod install;
 mod metrics_access;
@@ -50,6 +51,7 @@ fn main() {
         validate::scenarios(),
         install::scenarios(),
         metrics_access::scenarios(),
+        faults::scenarios(),
     ]
     .into_iter()
     .flatten()
