@@ -29,6 +29,8 @@ pub const ASSETS_VARIABLE: &str = "KUBEBUILDER_ASSETS";
 pub struct LocalCluster {
     etcd: Child,
     apiserver: Child,
+    /// How kube-apiserver was started, to start it again.
+    apiserver_command: (PathBuf, Vec<std::ffi::OsString>),
     kubeconfig: PathBuf,
     minor: u32,
     dir: TempDir,
@@ -94,7 +96,8 @@ impl LocalCluster {
             format!("{token},cluster-admin,cluster-admin,system:masters\n"),
         )?;
         let port = free_port()?;
-        let apiserver = Command::new(&apiserver_bin)
+        let mut apiserver = Command::new(&apiserver_bin);
+        apiserver
             .args(["--etcd-servers", &etcd_url])
             .args(["--bind-address", "127.0.0.1"])
             .args(["--advertise-address", "127.0.0.1"])
@@ -113,7 +116,12 @@ impl LocalCluster {
             .arg("--service-account-signing-key-file")
             .arg(&key_file)
             .args(["--service-cluster-ip-range", "10.0.0.0/24"])
-            .args(["--enable-priority-and-fairness=false"])
+            .args(["--enable-priority-and-fairness=false"]);
+        let apiserver_command = (
+            apiserver_bin.clone(),
+            apiserver.get_args().map(ToOwned::to_owned).collect(),
+        );
+        let apiserver = apiserver
             .stdout(log("kube-apiserver.log")?)
             .stderr(log("kube-apiserver.log")?)
             .spawn()
@@ -125,6 +133,7 @@ impl LocalCluster {
         let mut cluster = Self {
             etcd,
             apiserver,
+            apiserver_command,
             kubeconfig,
             minor,
             dir,
@@ -146,6 +155,30 @@ impl LocalCluster {
     /// A client configuration for this cluster.
     pub async fn config(&self) -> Result<Config, String> {
         config_from(&self.kubeconfig).await
+    }
+
+    /// Stops kube-apiserver (etcd keeps running): an API server outage.
+    pub fn stop_apiserver(&mut self) {
+        let _ = self.apiserver.kill();
+        let _ = self.apiserver.wait();
+    }
+
+    /// Starts kube-apiserver again, on the same port and etcd, with the
+    /// same certificates, and waits until it is ready: it comes back with
+    /// a fresh watch cache.
+    pub async fn start_apiserver(&mut self) -> Result<(), String> {
+        let (bin, args) = &self.apiserver_command;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("kube-apiserver.log"))
+            .map_err(|e| format!("cannot open kube-apiserver.log: {e}"))?;
+        self.apiserver = Command::new(bin)
+            .args(args)
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        self.wait_ready().await
     }
 
     async fn wait_ready(&mut self) -> Result<(), String> {

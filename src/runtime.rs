@@ -25,8 +25,19 @@ use crate::{
 };
 use axum_server::tls_rustls::RustlsConfig;
 
-/// Field manager of the leader-election Lease.
+/// Field manager of the leader-election Lease, followed by the replica's
+/// identity: server-side apply detects two replicas locking the Lease at
+/// once only when their field managers differ.
 const LEASE_FIELD_MANAGER: &str = "deploymentchannel-operator-lease";
+
+/// This replica's field manager of the Lease (at most 128 bytes, as the API server requires).
+fn lease_field_manager(identity: &str) -> String {
+    let mut manager = format!("{LEASE_FIELD_MANAGER}-{identity}");
+    while manager.len() > 128 {
+        manager.pop();
+    }
+    manager
+}
 
 /// Runs the operator until SIGTERM or SIGINT.
 pub fn main(args: RunArgs) -> anyhow::Result<()> {
@@ -343,7 +354,7 @@ async fn lead(
         .with_identity(&identity)
         .with_duration(duration)
         .with_grace(lease_grace(duration))
-        .with_field_manager(LEASE_FIELD_MANAGER)
+        .with_field_manager(lease_field_manager(&identity))
         .build()
         .await
         .with_context(|| format!("cannot use Lease {namespace}/{}", args.lease_name))?;

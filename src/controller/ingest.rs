@@ -34,7 +34,7 @@ use super::{Context, coalesce::Request};
 use crate::{
     api::{DeploymentChannel, PhoneConfiguration, find_condition},
     index::{Affected, Index, ObjectKey},
-    metrics::{KindLabels, Metrics, ReadyLabels},
+    metrics::{KindLabels, Metrics, ReadyLabels, TableLabels},
     status::{condition, reason},
     sync::lock,
 };
@@ -322,6 +322,12 @@ pub(super) async fn phone_configurations(
                 .cached_objects
                 .get_or_create(&labels)
                 .set(cache.len() as i64);
+            ctx.metrics
+                .table_entries
+                .get_or_create(&TableLabels {
+                    table: "phone_configuration_generations",
+                })
+                .set(tables.versions.len() as i64);
             {
                 let index = ctx.index();
                 for pc in &changed {

@@ -199,6 +199,25 @@ impl Context {
         }
     }
 
+    /// Drops what is still kept for objects no longer cached: a record
+    /// made by a reconcile that finished after its object's deletion was
+    /// processed.
+    pub fn prune_departed(&self) {
+        let channel = |key: &ObjectKey| {
+            self.channels
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .is_some()
+        };
+        let phone = |key: &ObjectKey| {
+            self.phone_configurations
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .is_some()
+        };
+        self.channel_status.retain(channel);
+        self.phone_status.retain(phone);
+        lock(&self.failures).retain(|key, _| channel(key) || phone(key));
+    }
+
     /// Exports the size of every table the reconciles and the index keep per object.
     pub fn export_table_sizes(&self) {
         let failures = lock(&self.failures).len();
@@ -455,6 +474,7 @@ pub async fn run(
             let mut every = tokio::time::interval(Duration::from_secs(1));
             loop {
                 every.tick().await;
+                ctx.prune_departed();
                 ctx.export_table_sizes();
             }
         }

@@ -110,4 +110,9 @@ where
         lock(&self.in_flight).insert(key, (version, desired.clone()));
         Ok(Written::Patched)
     }
+
+    /// Keeps only the records of objects for which `keep` holds.
+    pub fn retain(&self, mut keep: impl FnMut(&ObjectKey) -> bool) {
+        lock(&self.in_flight).retain(|key, _| keep(key));
+    }
 }

@@ -383,6 +383,15 @@ async fn report_one<K: Reported>(
     key: &ObjectKey,
     report: &mut Report<K>,
 ) -> Result<(), Duration> {
+    let registry = if kind == "DeploymentChannel" {
+        &ctx.unreadable_channels
+    } else {
+        &ctx.unreadable_phone_configurations
+    };
+    if registry.problem(key).is_none() {
+        // Readable (or gone) since this report was queued: nothing to say.
+        return Ok(());
+    }
     let stored = &report.stored;
     let version = stored.metadata.resource_version.clone().unwrap_or_default();
     let generation = stored.metadata.generation;

@@ -4,6 +4,7 @@
 
 mod admission;
 mod counting;
+mod faults;
 mod harness;
 mod install;
 mod metrics_access;
@@ -52,6 +53,7 @@ fn main() {
         install::scenarios(),
         metrics_access::scenarios(),
         status_cmd::scenarios(),
+        faults::scenarios(),
     ]
     .into_iter()
     .flatten()

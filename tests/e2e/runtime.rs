@@ -84,6 +84,11 @@ impl Replica {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
         let (probe_address, metrics_address) = (free_address(), free_address());
+        let log_level: &[&str] = if extra.contains(&"--log-level") {
+            &[]
+        } else {
+            &["--log-level", "info"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_deploymentchannel-operator"))
             .args([
                 "run",
@@ -93,12 +98,12 @@ impl Replica {
                 &probe_address.to_string(),
                 "--metrics-address",
                 &metrics_address.to_string(),
-                "--log-level",
-                "info",
             ])
+            .args(log_level)
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env_remove("WATCH_NAMESPACE")
+            .env_remove("POD_NAME")
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
             .stdin(Stdio::null())
@@ -125,7 +130,7 @@ impl Replica {
     }
 
     /// The value of a metric, summed over the samples whose labels contain `labels`.
-    async fn metric(&self, name: &str, labels: &str) -> f64 {
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
         let (_, body) = self.get("/metrics").await.unwrap_or_default();
         metric_value(&body, name, labels)
     }
@@ -144,7 +149,7 @@ impl Replica {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn signal(&self, signal: &str) {
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()

@@ -1,0 +1,747 @@
+//! The operator keeps working when the cluster misbehaves: unreadable
+//! objects, identities on one host, a paused leader, an API server outage,
+//! missing CRDs or permissions, and churn. Scenarios that change the cluster
+//! as a whole (replace a CRD, stop the API server, run without CRDs) get a
+//! control plane of their own, so the other scenarios run on undisturbed.
+
+use std::time::Duration;
+
+use deploymentchannel_operator::{
+    crdgen,
+    local_cluster::{LocalCluster, install_crds},
+};
+use k8s_openapi::{
+    api::{
+        coordination::v1::Lease,
+        core::v1::Namespace,
+        events::v1::Event,
+        rbac::v1::{Role, RoleBinding},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    harness::service_account_token,
+    runtime::Replica,
+    scenarios,
+    support::{Ctx, Operator, Scenario, channel, condition, phone},
+};
+
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios![
+        unreadable_objects_are_reported_and_never_stop_the_others,
+        api_server_outage_relists_and_writes_nothing_unchanged,
+        operator_started_before_the_crds_waits_and_recovers,
+        operator_missing_a_verb_names_it_and_recovers,
+        two_replicas_without_identity_elect_one_leader,
+        paused_leader_writes_nothing_after_losing_the_lease,
+        deleted_objects_leave_no_per_object_entries,
+    ]
+}
+
+/// A control plane of the scenario's own, with the scenario's namespace.
+struct Private {
+    cluster: LocalCluster,
+    ctx: Ctx,
+}
+
+impl Private {
+    /// `None` (the scenario is skipped) without `KUBEBUILDER_ASSETS`.
+    async fn start(ctx: &Ctx, with_crds: bool) -> Option<Self> {
+        let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS") else {
+            println!("skipped: needs KUBEBUILDER_ASSETS for a control plane of its own");
+            return None;
+        };
+        let cluster = LocalCluster::start(std::path::Path::new(&assets))
+            .await
+            .expect("a private control plane starts");
+        let client = Client::try_from(cluster.config().await.unwrap()).unwrap();
+        if with_crds {
+            install_crds(&client, &crdgen::crds(), "e2e").await.unwrap();
+        }
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ctx.ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        let ctx = Ctx {
+            env: ctx.env.clone(),
+            client,
+            ns: ctx.ns.clone(),
+        };
+        Some(Self { cluster, ctx })
+    }
+
+    fn replica(&self, extra: &[&str]) -> Replica {
+        let mut args = vec!["--insecure-metrics"];
+        args.extend_from_slice(extra);
+        Replica::start_with(&self.ctx, &args, self.cluster.kubeconfig())
+    }
+
+    /// Replaces a CRD with one whose spec takes anything (the API server then
+    /// stores what the types cannot read), or restores the real one.
+    async fn set_crd(&self, kind: &str, permissive: bool) {
+        let crd = crdgen::crds()
+            .into_iter()
+            .find(|c| c.spec.names.kind == kind)
+            .unwrap();
+        let crd = if permissive {
+            let mut value = serde_json::to_value(&crd).unwrap();
+            let schema = &mut value["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+            schema["properties"]["spec"] =
+                json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+            schema.as_object_mut().unwrap().remove("required");
+            schema
+                .as_object_mut()
+                .unwrap()
+                .remove("x-kubernetes-validations");
+            serde_json::from_value::<CustomResourceDefinition>(value).unwrap()
+        } else {
+            crd
+        };
+        install_crds(&self.ctx.client, &[crd], "e2e").await.unwrap();
+    }
+
+    /// Creates an object the real CRD refuses, under the permissive one
+    /// (retried while the API server switches schemas).
+    async fn create_raw(&self, plural: &str, object: Value) {
+        let ctx = &self.ctx;
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            ctx.client.clone(),
+            &ctx.ns,
+            &kube::discovery::ApiResource {
+                group: "interactions.dev".into(),
+                version: "v1alpha1".into(),
+                api_version: "interactions.dev/v1alpha1".into(),
+                kind: object["kind"].as_str().unwrap().into(),
+                plural: plural.into(),
+            },
+        );
+        let object: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
+        ctx.eventually(
+            &format!("the API server to store {name}"),
+            Duration::from_secs(30),
+            || async { api.create(&PostParams::default(), &object).await.ok() },
+        )
+        .await;
+    }
+
+    /// Warning Events about `name` with reason InvalidSpec.
+    async fn invalid_spec_events(&self, name: &str) -> Vec<Event> {
+        let events: Api<Event> = Api::namespaced(self.ctx.client.clone(), &self.ctx.ns);
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.reason.as_deref() == Some("InvalidSpec")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .collect()
+    }
+
+    /// Waits for the one Warning Event about `name`, naming `field`.
+    async fn wait_event(&self, name: &str, field: &str) -> Event {
+        self.ctx
+            .eventually(
+                &format!("an InvalidSpec Event on {name} naming {field}"),
+                Duration::from_secs(30),
+                || async {
+                    self.invalid_spec_events(name)
+                        .await
+                        .into_iter()
+                        .find(|e| e.note.as_deref().unwrap_or_default().contains(field))
+                },
+            )
+            .await
+    }
+}
+
+fn web(name: &str, url: &str) -> Value {
+    channel(
+        name,
+        json!({"deploymentType": "WEB", "channelIdentifier": url, "configuration": {}}),
+    )
+}
+
+/// Ready and Stalled of a stored object, as JSON (it may not decode).
+async fn raw_conditions(ctx: &Ctx, plural: &str, name: &str) -> Vec<(String, String, String)> {
+    let request = http::Request::get(format!(
+        "/apis/interactions.dev/v1alpha1/namespaces/{}/{plural}/{name}",
+        ctx.ns
+    ))
+    .body(Vec::new())
+    .unwrap();
+    let object: Value = ctx.client.request(request).await.unwrap();
+    object["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap_or_default().to_string(),
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn unreadable_objects_are_reported_and_never_stop_the_others(ctx: Ctx) {
+    let Some(private) = Private::start(&ctx, true).await else {
+        return;
+    };
+    let pctx = &private.ctx;
+    let fax = r#"spec.deploymentType: Unsupported value: "FAX": supported values: "CALLS", "SMS", "WEB", "MOBILE""#;
+
+    // Before the operator starts: unreadable channels next to readable ones.
+    pctx.must_apply(&web("good-before", "https://before.example.com"))
+        .await;
+    private.set_crd("DeploymentChannel", true).await;
+    let mut bad = web("bad-enum", "https://fax.example.com");
+    bad["spec"]["deploymentType"] = json!("FAX");
+    private.create_raw("deploymentchannels", bad).await;
+    let mut bad = web("bad-type", "https://type.example.com");
+    bad["spec"]["channelIdentifier"] = json!(5);
+    private.create_raw("deploymentchannels", bad).await;
+    let mut bad = web("no-spec", "unused");
+    bad.as_object_mut().unwrap().remove("spec");
+    private.create_raw("deploymentchannels", bad).await;
+    // An unreadable channel claiming an identifier holds no claim.
+    let mut bad = web("bad-claim", "https://same.example.com");
+    bad["spec"]["recordingEnabled"] = json!("yes");
+    private.create_raw("deploymentchannels", bad).await;
+    private.set_crd("DeploymentChannel", false).await;
+
+    let replica = private.replica(&[]);
+    replica.wait_ok(pctx, "/readyz").await;
+    pctx.wait_ready("good-before", "True", "Ready").await;
+    pctx.must_apply(&web("same-web", "https://same.example.com"))
+        .await;
+    pctx.wait_ready("same-web", "True", "Ready").await;
+    let event = private.wait_event("bad-enum", "spec.deploymentType").await;
+    assert_eq!(
+        event.note.as_deref(),
+        Some(
+            format!(
+                "cannot read {fax}; the operator skips this DeploymentChannel until it is fixed"
+            )
+            .as_str()
+        )
+    );
+    private
+        .wait_event("bad-type", "spec.channelIdentifier: Invalid value")
+        .await;
+    private.wait_event("no-spec", "spec: Required value").await;
+    private
+        .wait_event("bad-claim", "spec.recordingEnabled")
+        .await;
+    // The API server accepts the status of an object whose unchanged spec
+    // no longer passes its schema (CRD validation ratcheting).
+    let conditions = pctx
+        .eventually(
+            "bad-enum's status to say why",
+            Duration::from_secs(30),
+            || async {
+                let c = raw_conditions(pctx, "deploymentchannels", "bad-enum").await;
+                (!c.is_empty()).then_some(c)
+            },
+        )
+        .await;
+    assert!(
+        conditions.contains(&("Ready".into(), "False".into(), fax.into())),
+        "{conditions:?}"
+    );
+    assert!(
+        conditions.contains(&("Stalled".into(), "True".into(), fax.into())),
+        "{conditions:?}"
+    );
+    pctx.eventually(
+        "the unreadable channels to be counted",
+        Duration::from_secs(30),
+        || async {
+            let n = replica
+                .metric(
+                    "deploymentchannel_operator_unreadable_objects",
+                    "kind=\"DeploymentChannel\"",
+                )
+                .await;
+            (n == 4.0).then_some(())
+        },
+    )
+    .await;
+
+    // While it runs: a new unreadable channel, and new channels converge.
+    private.set_crd("DeploymentChannel", true).await;
+    let mut bad = web("bad-later", "https://later.example.com");
+    bad["spec"]["configuration"] = json!("none");
+    private.create_raw("deploymentchannels", bad).await;
+    private.set_crd("DeploymentChannel", false).await;
+    pctx.must_apply(&web("good-during", "https://during.example.com"))
+        .await;
+    pctx.wait_ready("good-during", "True", "Ready").await;
+    private
+        .wait_event("bad-later", "spec.configuration: Invalid value")
+        .await;
+
+    // Once per distinct problem: the status write's own watch event, and a
+    // relist after a watch failure, bring no second Event.
+    pctx.eventually(
+        "bad-later's status to be written",
+        Duration::from_secs(30),
+        || async {
+            (!raw_conditions(pctx, "deploymentchannels", "bad-later")
+                .await
+                .is_empty())
+            .then_some(())
+        },
+    )
+    .await;
+    pctx.must_apply(&web("after-writes", "https://after.example.com"))
+        .await;
+    pctx.wait_ready("after-writes", "True", "Ready").await;
+    for name in ["bad-enum", "bad-type", "no-spec", "bad-claim", "bad-later"] {
+        let events = private.invalid_spec_events(name).await;
+        assert_eq!(events.len(), 1, "{name}: {events:?}");
+        assert!(events[0].series.is_none(), "{name} was reported again");
+    }
+
+    // A PhoneConfiguration that cannot be read.
+    private.set_crd("PhoneConfiguration", true).await;
+    let mut bad = phone("pc-bad", "+12125551234", &[]);
+    bad["spec"]["capabilities"] = json!("VOICE");
+    private.create_raw("phoneconfigurations", bad).await;
+    private.set_crd("PhoneConfiguration", false).await;
+    pctx.must_apply(&channel(
+        "calls",
+        json!({"deploymentType": "CALLS", "channelIdentifier": "+12125551234",
+               "configuration": {"phoneConfigurationId": "pc-bad"}}),
+    ))
+    .await;
+    let calls = pctx
+        .wait_ready("calls", "False", "PhoneConfigurationNotReady")
+        .await;
+    assert_eq!(
+        condition(&calls, "Ready").unwrap().message,
+        r#"PhoneConfiguration "pc-bad" cannot be read: spec.capabilities: Invalid value: "string": spec.capabilities in body must be of type array: "string""#
+    );
+    private.wait_event("pc-bad", "spec.capabilities").await;
+    pctx.eventually(
+        "the unreadable PhoneConfiguration to be counted",
+        Duration::from_secs(30),
+        || async {
+            let n = replica
+                .metric(
+                    "deploymentchannel_operator_unreadable_objects",
+                    "kind=\"PhoneConfiguration\"",
+                )
+                .await;
+            (n == 1.0).then_some(())
+        },
+    )
+    .await;
+
+    // Fixed or deleted: back to normal by itself.
+    // A merge patch: server-side apply cannot merge into the stored non-list.
+    let fixed = json!({"spec": {"capabilities": ["VOICE"]}});
+    pctx.phones()
+        .patch("pc-bad", &PatchParams::default(), &Patch::Merge(&fixed))
+        .await
+        .unwrap();
+    pctx.wait_ready("calls", "True", "Ready").await;
+    let fixed = json!({"spec": {"deploymentType": "WEB", "channelIdentifier": "https://fixed.example.com", "configuration": {}, "recordingEnabled": true}});
+    pctx.channels()
+        .patch("bad-type", &PatchParams::default(), &Patch::Merge(&fixed))
+        .await
+        .unwrap();
+    pctx.wait_ready("bad-type", "True", "Ready").await;
+    pctx.wait_channel("bad-type", "Ready and no longer Stalled", |c| {
+        condition(c, "Ready").is_some_and(|r| r.status == "True")
+            && condition(c, "Stalled").is_none()
+    })
+    .await;
+    for name in ["bad-enum", "no-spec", "bad-claim", "bad-later"] {
+        pctx.channels()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    pctx.eventually(
+        "no unreadable object left",
+        Duration::from_secs(30),
+        || async {
+            let n = replica
+                .metric("deploymentchannel_operator_unreadable_objects", "")
+                .await;
+            (n == 0.0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        replica
+            .metric("deploymentchannel_operator_caches_synced", "")
+            .await,
+        1.0
+    );
+}
+
+async fn api_server_outage_relists_and_writes_nothing_unchanged(ctx: Ctx) {
+    let Some(mut private) = Private::start(&ctx, true).await else {
+        return;
+    };
+    let pctx = private.ctx.clone();
+    let replica = private.replica(&[]);
+    replica.wait_ok(&pctx, "/readyz").await;
+    for i in 0..3 {
+        pctx.must_apply(&web(
+            &format!("site-{i}"),
+            &format!("https://site-{i}.example.com"),
+        ))
+        .await;
+    }
+    for i in 0..3 {
+        pctx.wait_ready(&format!("site-{i}"), "True", "Ready").await;
+    }
+    let written = replica
+        .metric("deploymentchannel_operator_status_writes_total", "")
+        .await;
+    assert_eq!(written, 3.0);
+
+    private.cluster.stop_apiserver();
+    // While the API server is gone, the caches are not whole.
+    pctx.eventually(
+        "/readyz to fail while the API server is gone",
+        Duration::from_secs(30),
+        || async {
+            replica
+                .get("/readyz")
+                .await
+                .filter(|(code, _)| *code == 503)
+        },
+    )
+    .await;
+    let down_since = tokio::time::Instant::now();
+    while down_since.elapsed() < Duration::from_secs(12) {
+        let (code, _) = replica.get("/readyz").await.expect("the operator answers");
+        assert_eq!(code, 503, "ready while the API server is gone");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    private.cluster.start_apiserver().await.unwrap();
+
+    replica.wait_ok(&pctx, "/readyz").await;
+    let mut replica = replica;
+    assert!(
+        replica.child.try_wait().unwrap().is_none(),
+        "the operator exited:\n{}",
+        replica.logs()
+    );
+    assert!(
+        replica
+            .metric("deploymentchannel_operator_watch_restarts_total", "")
+            .await
+            >= 1.0
+    );
+    pctx.must_apply(&web("after-outage", "https://after.example.com"))
+        .await;
+    pctx.wait_ready("after-outage", "True", "Ready").await;
+    // The relist wrote nothing for the unchanged channels: one write, the new one.
+    assert_eq!(
+        replica
+            .metric("deploymentchannel_operator_status_writes_total", "")
+            .await,
+        4.0,
+        "{}",
+        replica.logs()
+    );
+}
+
+async fn operator_started_before_the_crds_waits_and_recovers(ctx: Ctx) {
+    let Some(private) = Private::start(&ctx, false).await else {
+        return;
+    };
+    let pctx = private.ctx.clone();
+    let mut replica = private.replica(&[]);
+    let line = "CRD deploymentchannels.interactions.dev and phoneconfigurations.interactions.dev not installed: install them with `kubectl apply --server-side -k crds/`";
+    pctx.eventually(
+        "a log line naming the missing CRDs and the fix",
+        Duration::from_secs(30),
+        || async { replica.logs().contains(line).then_some(()) },
+    )
+    .await;
+    // Not ready, and still running, through several checks.
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        assert_eq!(replica.get("/readyz").await.unwrap().0, 503);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(replica.child.try_wait().unwrap().is_none(), "it exited");
+    install_crds(&pctx.client, &crdgen::crds(), "e2e")
+        .await
+        .unwrap();
+    replica.wait_ok(&pctx, "/readyz").await;
+    pctx.must_apply(&web("site", "https://site.example.com"))
+        .await;
+    pctx.wait_ready("site", "True", "Ready").await;
+    let logs = replica.logs();
+    assert_eq!(logs.matches(line).count(), 1, "logged once:\n{logs}");
+    assert!(logs.contains("starting"), "{logs}");
+}
+
+async fn operator_missing_a_verb_names_it_and_recovers(ctx: Ctx) {
+    let account = "short-of-a-verb";
+    let role = |verbs: &[&str]| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+          "metadata": {"name": account, "namespace": ctx.ns},
+          "rules": [
+            {"apiGroups": ["interactions.dev"], "resources": ["deploymentchannels"], "verbs": verbs},
+            {"apiGroups": ["interactions.dev"], "resources": ["phoneconfigurations"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["interactions.dev"], "resources": ["deploymentchannels/status", "phoneconfigurations/status"], "verbs": ["patch"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]})
+    };
+    let roles: Api<Role> = Api::namespaced(ctx.client.clone(), &ctx.ns);
+    let apply = PatchParams::apply("e2e").force();
+    roles
+        .patch(account, &apply, &Patch::Apply(role(&["get", "list"])))
+        .await
+        .unwrap();
+    let bindings: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &ctx.ns);
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": account, "namespace": ctx.ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ctx.ns}]});
+    bindings
+        .patch(account, &apply, &Patch::Apply(binding))
+        .await
+        .unwrap();
+    let token = service_account_token(&ctx.client, &ctx.ns, account)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    ctx.env.kubeconfig_with_token(&token, &kubeconfig).unwrap();
+    let mut replica = Replica::start_with(&ctx, &["--insecure-metrics"], &kubeconfig);
+    let line = format!(
+        "the operator's credentials may not watch deploymentchannels.interactions.dev in namespace {}: grant it with `kubectl apply -k deploy/`",
+        ctx.ns
+    );
+    ctx.eventually(
+        "a log line naming the missing verb and the fix",
+        Duration::from_secs(30),
+        || async { replica.logs().contains(&line).then_some(()) },
+    )
+    .await;
+    assert_eq!(replica.get("/readyz").await.unwrap().0, 503);
+    assert!(replica.child.try_wait().unwrap().is_none(), "it exited");
+    roles
+        .patch(
+            account,
+            &apply,
+            &Patch::Apply(role(&["get", "list", "watch"])),
+        )
+        .await
+        .unwrap();
+    replica.wait_ok(&ctx, "/readyz").await;
+    ctx.must_apply(&web("site", "https://site.example.com"))
+        .await;
+    ctx.wait_ready("site", "True", "Ready").await;
+    let logs = replica.logs();
+    assert_eq!(logs.matches(&line).count(), 1, "logged once:\n{logs}");
+}
+
+async fn lease_holder(ctx: &Ctx) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), &ctx.ns);
+    leases
+        .get_opt("deploymentchannel-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec?.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+async fn two_replicas_without_identity_elect_one_leader(ctx: Ctx) {
+    let args = [
+        "--leader-election",
+        "--lease-namespace",
+        ctx.ns.as_str(),
+        "--lease-duration-seconds",
+        "5",
+    ];
+    let a = Replica::start(&ctx, &args);
+    let b = Replica::start(&ctx, &args);
+    let holder = ctx
+        .eventually("a lease holder", Duration::from_secs(30), || {
+            lease_holder(&ctx)
+        })
+        .await;
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let suffix = holder
+        .strip_prefix(&format!("{host}-"))
+        .unwrap_or_else(|| panic!("identity {holder:?} is not {host}-<suffix>"));
+    assert_eq!(suffix.len(), 8, "{holder}");
+    a.wait_ok(&ctx, "/readyz").await;
+    b.wait_ok(&ctx, "/readyz").await;
+    ctx.must_apply(&web("site", "https://site.example.com"))
+        .await;
+    ctx.wait_ready("site", "True", "Ready").await;
+    // Across several lease renewals, exactly one of them leads.
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        let leaders = a.metric("deploymentchannel_operator_leader", "").await
+            + b.metric("deploymentchannel_operator_leader", "").await;
+        assert_eq!(leaders, 1.0, "leaders at once:\n{}\n{}", a.logs(), b.logs());
+        assert_eq!(lease_holder(&ctx).await.as_deref(), Some(holder.as_str()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let writes = a
+        .metric("deploymentchannel_operator_status_writes_total", "")
+        .await
+        + b.metric("deploymentchannel_operator_status_writes_total", "")
+            .await;
+    assert_eq!(writes, 1.0, "one status written by one leader");
+}
+
+async fn paused_leader_writes_nothing_after_losing_the_lease(ctx: Ctx) {
+    let election = |id: &'static str| {
+        [
+            "--leader-election",
+            "--lease-namespace",
+            ctx.ns.as_str(),
+            "--lease-duration-seconds",
+            "5",
+            "--identity",
+            id,
+            "--log-level",
+            "info,deploymentchannel_operator::controller=debug",
+        ]
+        .map(String::from)
+    };
+    let args_a = election("replica-a");
+    let mut a = Replica::start(&ctx, &args_a.iter().map(String::as_str).collect::<Vec<_>>());
+    ctx.eventually(
+        "replica-a to hold the lease",
+        Duration::from_secs(30),
+        || async { (lease_holder(&ctx).await.as_deref() == Some("replica-a")).then_some(()) },
+    )
+    .await;
+    let args_b = election("replica-b");
+    let b = Replica::start(&ctx, &args_b.iter().map(String::as_str).collect::<Vec<_>>());
+    b.wait_ok(&ctx, "/readyz").await;
+    ctx.must_apply(&web("site", "https://site.example.com"))
+        .await;
+    ctx.wait_ready("site", "True", "Ready").await;
+    assert!(a.logs().contains("status written"), "{}", a.logs());
+
+    a.signal("-STOP");
+    let paused_log = a.logs().len();
+    ctx.eventually(
+        "replica-b to take over the lease",
+        Duration::from_secs(30),
+        || async { (lease_holder(&ctx).await.as_deref() == Some("replica-b")).then_some(()) },
+    )
+    .await;
+    // Work for the paused leader, queued while it sleeps.
+    ctx.must_apply(&web("during-pause", "https://during.example.com"))
+        .await;
+    ctx.wait_ready("during-pause", "True", "Ready").await;
+    ctx.must_apply(&web("site", "https://changed.example.com"))
+        .await;
+    ctx.wait_ready("site", "True", "Ready").await;
+    a.signal("-CONT");
+    let status = ctx
+        .eventually("the paused leader to exit", Duration::from_secs(30), || {
+            let status = a.child.try_wait().unwrap();
+            async move { status }
+        })
+        .await;
+    let logs = a.logs();
+    assert!(!status.success(), "exit status {status}:\n{logs}");
+    let after = &logs[paused_log..];
+    assert!(
+        after.contains("could not renew the lease in time"),
+        "{after}"
+    );
+    assert!(
+        !after.contains("status written"),
+        "wrote after losing the lease:\n{after}"
+    );
+    assert_eq!(lease_holder(&ctx).await.as_deref(), Some("replica-b"));
+    ctx.must_apply(&web("after-resume", "https://after.example.com"))
+        .await;
+    ctx.wait_ready("after-resume", "True", "Ready").await;
+}
+
+async fn deleted_objects_leave_no_per_object_entries(ctx: Ctx) {
+    let operator = Operator::start(&ctx).await;
+    ctx.must_apply(&phone("pc", "+12125551234", &["VOICE", "SMS"]))
+        .await;
+    for round in 0..2 {
+        for i in 0..20 {
+            let name = format!("c-{round}-{i}");
+            let object = if i % 2 == 0 {
+                channel(
+                    &name,
+                    json!({"deploymentType": "CALLS", "channelIdentifier": "+12125551234",
+                           "configuration": {"phoneConfigurationId": "pc"}}),
+                )
+            } else {
+                web(&name, &format!("https://{name}.example.com"))
+            };
+            ctx.must_apply(&object).await;
+        }
+        for i in 0..20 {
+            let name = format!("c-{round}-{i}");
+            ctx.wait_channel(&name, "a status", |c| c.status.is_some())
+                .await;
+        }
+        for i in 0..20 {
+            ctx.channels()
+                .delete(&format!("c-{round}-{i}"), &DeleteParams::default())
+                .await
+                .unwrap();
+        }
+        ctx.eventually(
+            "every per-object table back to the live objects",
+            Duration::from_secs(30),
+            || async {
+                let text = operator.metrics.render();
+                let entries = |table: &str| {
+                    crate::harness::metric_value(
+                        &text,
+                        "deploymentchannel_operator_table_entries",
+                        &format!("table=\"{table}\""),
+                    )
+                };
+                let channel_tables = [
+                    "channel_status_writes",
+                    "backoff_counters",
+                    "index_channels",
+                    "index_claims",
+                    "index_references",
+                ];
+                let settled = channel_tables.iter().all(|t| entries(t) == 0.0)
+                    && entries("phone_configuration_generations") == 1.0;
+                settled.then_some(())
+            },
+        )
+        .await;
+    }
+    operator.stop().await;
+}
