@@ -415,7 +415,10 @@ async fn api_server_outage_relists_and_writes_nothing_unchanged(ctx: Ctx) {
         pctx.wait_ready(&format!("site-{i}"), "True", "Ready").await;
     }
     let written = replica
-        .metric("deploymentchannel_operator_status_writes_total", "")
+        .metric(
+            "deploymentchannel_operator_reconciles_total",
+            "result=\"written\"",
+        )
         .await;
     assert_eq!(written, 3.0);
 
@@ -459,7 +462,10 @@ async fn api_server_outage_relists_and_writes_nothing_unchanged(ctx: Ctx) {
     // The relist wrote nothing for the unchanged channels: one write, the new one.
     assert_eq!(
         replica
-            .metric("deploymentchannel_operator_status_writes_total", "")
+            .metric(
+                "deploymentchannel_operator_reconciles_total",
+                "result=\"written\""
+            )
             .await,
         4.0,
         "{}",
@@ -611,10 +617,16 @@ async fn two_replicas_without_identity_elect_one_leader(ctx: Ctx) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let writes = a
-        .metric("deploymentchannel_operator_status_writes_total", "")
+        .metric(
+            "deploymentchannel_operator_reconciles_total",
+            "result=\"written\"",
+        )
         .await
-        + b.metric("deploymentchannel_operator_status_writes_total", "")
-            .await;
+        + b.metric(
+            "deploymentchannel_operator_reconciles_total",
+            "result=\"written\"",
+        )
+        .await;
     assert_eq!(writes, 1.0, "one status written by one leader");
 }
 
