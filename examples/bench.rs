@@ -644,12 +644,12 @@ impl Operator {
 
     /// Every request that changes something.
     async fn writes(&self) -> f64 {
-        self.requests_by_verb()
-            .await
+        let (_, body) = self.get("/metrics").await.unwrap_or_default();
+        api_requests(&body)
             .iter()
-            .filter(|(verb, _)| is_write(verb))
-            .map(|(_, n)| n)
-            .fold(0.0, |sum, n| sum + n)
+            .filter(|((verb, resource, _), _)| is_write(verb, resource))
+            .map(|(_, n)| *n as f64)
+            .sum()
     }
 
     /// CPU seconds (user and system) the operator has used.

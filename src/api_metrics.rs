@@ -40,7 +40,8 @@ pub fn classify<B>(request: &::http::Request<B>) -> (&'static str, String) {
         [kind, _name, sub, ..] => (format!("{kind}/{sub}"), true),
         [kind, _name] => (kind.to_string(), true),
         [kind] => (kind.to_string(), false),
-        [] => (String::new(), false),
+        // Discovery of an API group version.
+        [] => return ("get", uri.path().to_string()),
     };
     let watch = query
         .split('&')
@@ -180,6 +181,11 @@ mod tests {
                 ("deletecollection", "deploymentchannels"),
             ),
             ("GET", "/version".into(), ("get", "/version")),
+            (
+                "GET",
+                "/apis/interactions.dev/v1alpha1".into(),
+                ("get", "/apis/interactions.dev/v1alpha1"),
+            ),
         ];
         for (method, uri, (verb, resource)) in cases {
             assert_eq!(

@@ -26,7 +26,7 @@ impl RequestCounts {
 
     /// Requests that change something (create, update, patch, delete).
     pub fn writes(&self) -> u64 {
-        self.matching(|verb, _| crate::harness::is_write(verb))
+        self.matching(crate::harness::is_write)
     }
 
     /// Status writes to either kind.

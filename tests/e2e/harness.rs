@@ -197,12 +197,14 @@ pub fn api_requests(text: &str) -> std::collections::BTreeMap<(String, String, S
         .collect()
 }
 
-/// Whether a request verb changes something.
-pub fn is_write(verb: &str) -> bool {
+/// Whether a request changes something. Creating a review (whether a token
+/// is valid, whether an identity may do something) stores nothing.
+pub fn is_write(verb: &str, resource: &str) -> bool {
+    let review = resource.ends_with("reviews");
     matches!(
         verb,
         "create" | "update" | "patch" | "delete" | "deletecollection"
-    )
+    ) && !review
 }
 
 /// A token of ServiceAccount `namespace/name`, created first when missing,
