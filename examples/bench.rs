@@ -648,8 +648,8 @@ impl Operator {
         api_requests(&body)
             .iter()
             .filter(|((verb, resource, _), _)| is_write(verb, resource))
-            .map(|(_, n)| *n as f64)
-            .sum()
+            // A fold from 0.0: an empty f64 sum is -0.0.
+            .fold(0.0, |sum, (_, n)| sum + *n as f64)
     }
 
     /// CPU seconds (user and system) the operator has used.
