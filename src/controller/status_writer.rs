@@ -10,7 +10,8 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::json;
+use serde_json::{Map, Value, json};
+use tracing::info;
 
 use super::{Error, FIELD_MANAGER};
 use crate::index::ObjectKey;
@@ -48,6 +49,7 @@ impl<K, S> StatusWriter<K, S>
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
+        + Serialize
         + DeserializeOwned
         + Debug,
     S: Serialize + PartialEq + Clone,
@@ -100,12 +102,14 @@ where
             "kind": K::kind(&()),
             "status": desired,
         });
-        api.patch_status(
-            &key.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        let written = api
+            .patch_status(
+                &key.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        replace_leftovers(api, &key.name, &written, &patch["status"]).await?;
         let version = object.meta().resource_version.clone().unwrap_or_default();
         lock(&self.in_flight).insert(key, (version, desired.clone()));
         Ok(Written::Patched)
@@ -114,5 +118,144 @@ where
     /// Keeps only the records of objects for which `keep` holds.
     pub fn retain(&self, mut keep: impl FnMut(&ObjectKey) -> bool) {
         lock(&self.in_flight).retain(|key, _| keep(key));
+    }
+}
+
+/// The manager the API server gives the fields of an object whose
+/// managedFields it reset, at the next apply.
+const RESET_MANAGER: &str = "before-first-apply";
+
+/// An apply removes only the fields its manager owns. When the API server
+/// resets an object's managedFields (it does so after an update it cannot
+/// track, such as a fix of a spec that its schema refused), the next apply
+/// hands everything already there to `before-first-apply`, and a condition
+/// this operator wrote before — `Stalled` on a channel fixed since — would
+/// stay for good. So when the object an apply returns shows such fields and
+/// a status other than the one applied, the status is replaced once by a
+/// merge patch, which removes what the apply could not.
+pub(super) async fn replace_leftovers<R>(
+    api: &Api<R>,
+    name: &str,
+    written: &R,
+    desired: &Value,
+) -> Result<(), kube::Error>
+where
+    R: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let reset = written
+        .meta()
+        .managed_fields
+        .iter()
+        .flatten()
+        .any(|m| m.manager.as_deref() == Some(RESET_MANAGER));
+    if !reset {
+        return Ok(());
+    }
+    let stored = serde_json::to_value(written)
+        .ok()
+        .and_then(|mut o| o.get_mut("status").map(Value::take))
+        .unwrap_or(Value::Null);
+    if stored == *desired {
+        return Ok(());
+    }
+    info!(
+        object = name,
+        "replacing status fields left from before the object's managedFields were reset"
+    );
+    // Only onto the object just written: a newer one gets its own reconcile.
+    let version = written.meta().resource_version.as_deref();
+    match merge_status(api, name, version, &stored, desired).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether an apply failed because the API server cannot apply to the
+/// object at all: its stored form does not fit the schema (a wrong JSON
+/// type), so the server cannot build the typed object an apply needs. An
+/// update of the status still works there.
+pub(super) fn cannot_apply(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status)
+        if status.code == 500 && status.message.contains("failed to create typed live object"))
+}
+
+/// Turns the stored status `current` into `desired` with a JSON merge patch,
+/// only while the object is at `resource_version` when one is given (else
+/// the API server answers 409 Conflict).
+pub(super) async fn merge_status<R>(
+    api: &Api<R>,
+    name: &str,
+    resource_version: Option<&str>,
+    current: &Value,
+    desired: &Value,
+) -> Result<R, kube::Error>
+where
+    R: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let mut patch = json!({ "status": replacing(current, desired) });
+    if let Some(version) = resource_version {
+        patch["metadata"] = json!({ "resourceVersion": version });
+    }
+    api.patch_status(name, &params, &Patch::Merge(&patch)).await
+}
+
+/// A JSON merge patch that turns `current` into `desired`: what `desired`
+/// holds, and `null` for every field only `current` has.
+fn replacing(current: &Value, desired: &Value) -> Value {
+    match (current, desired) {
+        (Value::Object(current), Value::Object(desired)) => {
+            let mut patch: Map<String, Value> = desired
+                .iter()
+                .map(|(field, value)| {
+                    let value = match current.get(field) {
+                        Some(old) => replacing(old, value),
+                        None => value.clone(),
+                    };
+                    (field.clone(), value)
+                })
+                .collect();
+            for field in current.keys().filter(|f| !desired.contains_key(*f)) {
+                patch.insert(field.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => desired.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacing_removes_what_only_the_current_status_has() {
+        let current = json!({
+            "observedGeneration": 1,
+            "conditions": [{"type": "Ready", "status": "False"}, {"type": "Stalled", "status": "True"}],
+            "phoneConfiguration": {"name": "line", "uid": "u", "extra": 1},
+        });
+        let desired = json!({
+            "observedGeneration": 2,
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "phoneConfiguration": {"name": "line", "uid": "u"},
+        });
+        assert_eq!(
+            replacing(&current, &desired),
+            json!({
+                "observedGeneration": 2,
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "phoneConfiguration": {"name": "line", "uid": "u", "extra": null},
+            })
+        );
+        assert_eq!(
+            replacing(&current, &json!({"observedGeneration": 2})),
+            json!({"observedGeneration": 2, "conditions": null, "phoneConfiguration": null})
+        );
+        assert_eq!(replacing(&Value::Null, &desired), desired);
     }
 }

@@ -186,6 +186,76 @@ async fn resolved_channel_gets_exactly_one_status_patch() {
     assert!(handle.next_request().await.is_none());
 }
 
+/// The API server reset the channel's managedFields (a fix of a spec its
+/// schema refused), so the apply left the `Stalled` condition written for
+/// the broken spec: the status is replaced once, removing it.
+#[tokio::test]
+async fn status_left_from_before_a_managed_fields_reset_is_replaced() {
+    let channel = calls_channel("+12125551234");
+    let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[phone_configuration()]);
+    let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel.clone()), ctx.clone()));
+
+    let (request, send) = handle.next_request().await.expect("a status apply");
+    let applied = body_json(request).await["status"].clone();
+    let stalled = json!({"type": "Stalled", "status": "True", "reason": "InvalidSpec",
+        "message": "spec.channelIdentifier: Invalid value", "lastTransitionTime": "2023-11-14T22:00:00Z",
+        "observedGeneration": 1});
+    let mut stored = serde_json::to_value(&channel).unwrap();
+    stored["status"] = applied.clone();
+    stored["status"]["conditions"]
+        .as_array_mut()
+        .unwrap()
+        .push(stalled);
+    stored["metadata"]["managedFields"] = json!([
+        {"manager": "deploymentchannel-operator", "operation": "Apply", "subresource": "status",
+         "apiVersion": "interactions.dev/v1alpha1", "fieldsType": "FieldsV1", "fieldsV1": {}},
+        {"manager": "before-first-apply", "operation": "Update", "subresource": "status",
+         "apiVersion": "interactions.dev/v1alpha1", "fieldsType": "FieldsV1", "fieldsV1": {}},
+    ]);
+    respond(send, stored.clone());
+
+    let (request, send) = handle.next_request().await.expect("a status merge patch");
+    assert_eq!(request.method(), http::Method::PATCH);
+    assert_eq!(
+        request.uri().to_string(),
+        "/apis/interactions.dev/v1alpha1/namespaces/team-a/deploymentchannels/support/status?&fieldManager=deploymentchannel-operator"
+    );
+    assert_eq!(
+        request.headers()["content-type"],
+        "application/merge-patch+json"
+    );
+    // Only onto the version the apply returned.
+    assert_eq!(
+        body_json(request).await,
+        json!({"metadata": {"resourceVersion": "41"}, "status": applied})
+    );
+    stored["status"] = applied;
+    respond(send, stored);
+    reconcile.await.unwrap().expect("reconcile succeeds");
+    drop(ctx);
+    assert!(handle.next_request().await.is_none());
+}
+
+/// Without a reset, the status the apply returns is taken as it is: one request.
+#[tokio::test]
+async fn an_apply_returning_other_conditions_is_not_repeated_without_a_reset() {
+    let channel = calls_channel("+12125551234");
+    let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[phone_configuration()]);
+    let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel.clone()), ctx.clone()));
+    let (request, send) = handle.next_request().await.expect("a status apply");
+    let mut stored = serde_json::to_value(&channel).unwrap();
+    stored["status"] = body_json(request).await["status"].clone();
+    // Another controller's condition, owned by its own manager.
+    stored["status"]["conditions"].as_array_mut().unwrap().push(
+        json!({"type": "Audited", "status": "True", "reason": "Audited", "message": "",
+                     "lastTransitionTime": "2023-11-14T22:00:00Z"}),
+    );
+    respond(send, stored);
+    reconcile.await.unwrap().expect("reconcile succeeds");
+    drop(ctx);
+    assert!(handle.next_request().await.is_none());
+}
+
 #[tokio::test]
 async fn unchanged_status_sends_nothing() {
     let mut channel = calls_channel("+12125551234");

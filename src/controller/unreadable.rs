@@ -24,10 +24,10 @@ use kube::{
     },
 };
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::{Context, FIELD_MANAGER};
+use super::{Context, FIELD_MANAGER, status_writer};
 use crate::{
     api::{
         DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration, PhoneConfigurationStatus,
@@ -436,8 +436,11 @@ async fn report_one<K: Reported>(
         return Ok(());
     }
     let api: Api<Stored<K>> = Api::namespaced(ctx.client.clone(), &key.namespace);
-    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": desired});
-    match api
+    // Only onto the version the status was computed for: a write that
+    // lands after the object was fixed would put back a stale Stalled.
+    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()),
+        "metadata": {"resourceVersion": version}, "status": desired});
+    let written = match api
         .patch_status(
             &key.name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -445,7 +448,19 @@ async fn report_one<K: Reported>(
         )
         .await
     {
-        Ok(_) => {
+        Ok(written) => {
+            status_writer::replace_leftovers(&api, &key.name, &written, &patch["status"]).await
+        }
+        Err(error) if status_writer::cannot_apply(&error) => {
+            let stored = stored.rest.get("status").cloned().unwrap_or(Value::Null);
+            status_writer::merge_status(&api, &key.name, Some(&version), &stored, &patch["status"])
+                .await
+                .map(drop)
+        }
+        Err(error) => Err(error),
+    };
+    match written {
+        Ok(()) => {
             report.failures = 0;
             report.written = Some((version, desired));
             ctx.metrics
@@ -461,7 +476,8 @@ async fn report_one<K: Reported>(
                 .inc();
             Ok(())
         }
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        // Gone, or changed since: the newer version gets its own notice.
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
         Err(kube::Error::Api(status))
             if (400..500).contains(&status.code) && status.code != 429 =>
         {

@@ -41,6 +41,7 @@ pub fn scenarios() -> Vec<Scenario> {
         two_replicas_without_identity_elect_one_leader,
         paused_leader_writes_nothing_after_losing_the_lease,
         deleted_objects_leave_no_per_object_entries,
+        a_managed_fields_reset_leaves_no_stale_condition,
     ]
 }
 
@@ -397,6 +398,41 @@ async fn unreadable_objects_are_reported_and_never_stop_the_others(ctx: Ctx) {
     );
 }
 
+/// An update can reset an object's managedFields (`managedFields: [{}]`, or
+/// an update the API server cannot track, such as a fix of a spec that did
+/// not fit the schema). What the operator applied before then belongs to
+/// `before-first-apply`, and an apply alone would leave the Stalled
+/// condition of a fixed channel in place for good.
+async fn a_managed_fields_reset_leaves_no_stale_condition(ctx: Ctx) {
+    let operator = Operator::start(&ctx).await;
+    // '<' passes admission; the operator's URL check refuses it.
+    ctx.must_apply(&web("site", "https://bad<host.example.com"))
+        .await;
+    let stalled = ctx.wait_ready("site", "False", "InvalidSpec").await;
+    assert!(condition(&stalled, "Stalled").is_some_and(|c| c.status == "True"));
+    let reset = json!({"metadata": {"managedFields": [{}]}});
+    ctx.channels()
+        .patch("site", &PatchParams::default(), &Patch::Merge(&reset))
+        .await
+        .unwrap();
+    ctx.must_apply(&web("site", "https://fixed.example.com"))
+        .await;
+    ctx.wait_ready("site", "True", "Ready").await;
+    let fixed = ctx
+        .wait_channel("site", "no Stalled condition", |c| {
+            condition(c, "Stalled").is_none()
+        })
+        .await;
+    let types: Vec<&str> = fixed
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .map(|c| c.type_.as_str())
+        .collect();
+    assert_eq!(types, ["Ready", "Valid"]);
+    operator.stop().await;
+}
+
 async fn api_server_outage_relists_and_writes_nothing_unchanged(ctx: Ctx) {
     let Some(mut private) = Private::start(&ctx, true).await else {
         return;
@@ -659,7 +695,14 @@ async fn paused_leader_writes_nothing_after_losing_the_lease(ctx: Ctx) {
     ctx.must_apply(&web("site", "https://site.example.com"))
         .await;
     ctx.wait_ready("site", "True", "Ready").await;
-    assert!(a.logs().contains("status written"), "{}", a.logs());
+    // The line is logged once the write's response is in, which can be
+    // after the status is visible.
+    ctx.eventually(
+        "replica-a to log its status write",
+        Duration::from_secs(30),
+        || async { a.logs().contains("status written").then_some(()) },
+    )
+    .await;
 
     a.signal("-STOP");
     let paused_log = a.logs().len();
