@@ -27,7 +27,8 @@ pub struct KindLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
     pub kind: &'static str,
-    /// `written` (status patched), `unchanged` (nothing to write) or `error`.
+    /// `written` (status patched), `unchanged` (nothing to write), `gone`
+    /// (deleted before the write reached it) or `error`.
     pub result: &'static str,
 }
 

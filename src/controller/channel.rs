@@ -66,9 +66,13 @@ async fn reconcile(channel: &DeploymentChannel, ctx: &Context) -> Result<Written
         .write(&api, channel, previous.as_ref(), &desired)
         .await?;
     ctx.reset_failures(&key);
-    if written == Written::Unchanged {
-        debug!(channel = %key, "status unchanged");
-        return Ok(written);
+    match written {
+        Written::Unchanged => {
+            debug!(channel = %key, "status unchanged");
+            return Ok(written);
+        }
+        Written::Gone => return Ok(written),
+        Written::Patched => {}
     }
     let ready = desired
         .conditions

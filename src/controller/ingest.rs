@@ -126,8 +126,9 @@ impl<C: Changes> Relist<C> {
     }
 }
 
-/// Drops what the operator never reads, so the caches stay small.
-fn strip<K: Resource>(object: &mut K) {
+/// Drops what the operator never reads (managedFields, the last applied
+/// configuration), so the caches stay small.
+pub fn cached_form<K: Resource>(object: &mut K) {
     let meta = object.meta_mut();
     meta.managed_fields = None;
     if let Some(annotations) = &mut meta.annotations {
@@ -197,7 +198,7 @@ pub(super) async fn channels(
     let metrics = ctx.metrics.clone();
     watch
         .default_backoff()
-        .modify(strip)
+        .modify(cached_form)
         .inspect(move |event| {
             let event = match event {
                 Ok(event) => event,
@@ -212,10 +213,31 @@ pub(super) async fn channels(
                 .set(lock(&tables.index).len() as i64);
             lock(&before_cache).merge(affected);
         })
-        .reflect_shared(writer)
+        .reflect(writer)
         .for_each(move |event| {
             if let Ok(watcher::Event::InitDone) = &event {
                 ctx.readiness.channels_listed();
+            }
+            // The changed channel itself, or every channel once a list is
+            // complete, straight from the cache (a channel deleted since
+            // is not reconciled).
+            let changed: Vec<ObjectRef<DeploymentChannel>> = match &event {
+                Ok(watcher::Event::Apply(channel)) => ObjectKey::of(channel)
+                    .map(|key| ObjectRef::new(&key.name).within(&key.namespace))
+                    .into_iter()
+                    .collect(),
+                Ok(watcher::Event::InitDone) => cache
+                    .state()
+                    .iter()
+                    .filter_map(|c| ObjectKey::of(c.as_ref()))
+                    .map(|key| ObjectRef::new(&key.name).within(&key.namespace))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for object_ref in changed {
+                if cache.get(&object_ref).is_some() {
+                    let _ = triggers.channels.unbounded_send(object_ref);
+                }
             }
             let affected = mem::take(&mut *lock(&pending));
             for key in affected.channels {
@@ -306,8 +328,8 @@ pub(super) async fn phone_configurations(
     let mut relist = Relist::default();
     watch
         .default_backoff()
-        .modify(strip)
-        .reflect_shared(writer)
+        .modify(cached_form)
+        .reflect(writer)
         .for_each(move |event| {
             let event = match event {
                 Ok(event) => event,

@@ -35,6 +35,7 @@ use kube::{
 use tracing::{info, warn};
 
 pub use channel::reconcile_channel;
+pub use ingest::cached_form;
 pub use phone::reconcile_phone_configuration;
 
 use crate::{
@@ -283,6 +284,7 @@ async fn measured(
     let result_label = match &result {
         Ok(status_writer::Written::Patched) => "written",
         Ok(status_writer::Written::Unchanged) => "unchanged",
+        Ok(status_writer::Written::Gone) => "gone",
         Err(_) => "error",
     };
     metrics
@@ -354,11 +356,12 @@ pub async fn run(
     // New caches: ready again once both are listed.
     readiness.caches_lost();
     let namespace = settings.namespace.as_deref();
-    let (channel_reader, channel_writer) = reflector::store_shared::<DeploymentChannel>(1024);
-    let (phone_reader, phone_writer) = reflector::store_shared::<PhoneConfiguration>(1024);
-    let channel_events = channel_writer
-        .subscribe()
-        .expect("a shared store has subscribers");
+    // Plain stores: the ingest sends each change to the controllers itself.
+    // (A shared store's subscription stops waking its reader when a
+    // broadcast object was deleted before it was read; under churn the
+    // broadcast then fills up and stalls the watch.)
+    let (channel_reader, channel_writer) = reflector::store::<DeploymentChannel>();
+    let (phone_reader, phone_writer) = reflector::store::<PhoneConfiguration>();
     let index = Arc::new(Mutex::new(Index::default()));
     let unreadable_channels = Arc::new(Unreadable::new("DeploymentChannel", metrics.clone()));
     let unreadable_phones = Arc::new(Unreadable::new("PhoneConfiguration", metrics.clone()));
@@ -450,12 +453,14 @@ pub async fn run(
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let channel_controller = Controller::for_shared_stream(channel_events, channel_reader)
-        .with_config(config.clone())
-        .reconcile_on(channel_triggers)
-        .graceful_shutdown_on(stopped())
-        .run(reconcile_channel, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+    // Every change reaches a controller through the ingest's triggers.
+    let channel_controller =
+        Controller::for_shared_stream(futures::stream::pending(), channel_reader)
+            .with_config(config.clone())
+            .reconcile_on(channel_triggers)
+            .graceful_shutdown_on(stopped())
+            .run(reconcile_channel, error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
     // A PhoneConfiguration is reconciled only through the batch: its own
     // status writes come back as watch events and need no reconcile.
     let phone_controller = Controller::for_shared_stream(futures::stream::pending(), phone_reader)

@@ -43,6 +43,8 @@ pub enum Written {
     Patched,
     /// The stored (or just written) status already is the desired one.
     Unchanged,
+    /// The object was deleted before the write reached it.
+    Gone,
 }
 
 impl<K, S> StatusWriter<K, S>
@@ -102,13 +104,19 @@ where
             "kind": K::kind(&()),
             "status": desired,
         });
-        let written = api
+        let written = match api
             .patch_status(
                 &key.name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&patch),
             )
-            .await?;
+            .await
+        {
+            Ok(written) => written,
+            // Deleted meanwhile (churn): its delete event is on its way.
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Written::Gone),
+            Err(error) => return Err(error.into()),
+        };
         replace_leftovers(api, &key.name, &written, &patch["status"]).await?;
         let version = object.meta().resource_version.clone().unwrap_or_default();
         lock(&self.in_flight).insert(key, (version, desired.clone()));

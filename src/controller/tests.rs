@@ -256,6 +256,35 @@ async fn an_apply_returning_other_conditions_is_not_repeated_without_a_reset() {
     assert!(handle.next_request().await.is_none());
 }
 
+/// Churn: the channel was deleted before its status write reached it.
+#[tokio::test]
+async fn a_channel_deleted_before_its_write_is_gone_not_an_error() {
+    let channel = calls_channel("+12125551234");
+    let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[phone_configuration()]);
+    let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel), ctx.clone()));
+    let (_, send) = handle.next_request().await.expect("a status apply");
+    send.send_response(
+        Response::builder()
+            .status(404)
+            .body(Body::from(
+                serde_json::to_vec(
+                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "NotFound", "code": 404,
+                    "message": "deploymentchannels.interactions.dev \"support\" not found"}),
+                )
+                .unwrap(),
+            ))
+            .unwrap(),
+    );
+    reconcile.await.unwrap().expect("no error");
+    let text = ctx.metrics.render();
+    assert!(
+        text.contains("reconciles_total{kind=\"DeploymentChannel\",result=\"gone\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("result=\"error\"} 1"), "{text}");
+}
+
 #[tokio::test]
 async fn unchanged_status_sends_nothing() {
     let mut channel = calls_channel("+12125551234");
