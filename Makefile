@@ -3,6 +3,7 @@ CARGO ?= cargo
 BIN := deploymentchannel-operator
 IMAGE ?= deploymentchannel-operator:dev
 N ?= 100 1000 10000
+CHURN ?=
 
 .PHONY: all build test lint fmt crds install install-crds run e2e bench image
 
@@ -44,10 +45,11 @@ run:
 e2e:
 	$(CARGO) test --features e2e --test e2e -- --test-threads=2
 
-## Benchmark against a real control plane: `make bench` for every size, `make bench N=1000` for one.
+## Benchmark against a real control plane: `make bench` for every size, `make bench N=1000` for one;
+## `make bench N=1000 CHURN=5` creates and deletes N channels five times instead.
 bench:
 	$(CARGO) build --release --bin $(BIN)
-	$(CARGO) run --release --features e2e --example bench -- $(N)
+	$(CARGO) run --release --features e2e --example bench -- $(if $(CHURN),--churn $(CHURN)) $(N)
 
 image:
 	docker build -t $(IMAGE) .

@@ -14,6 +14,12 @@
 //! one SMS channel hold the number and the others report IdentifierConflict;
 //! 2% of the WEB and MOBILE channels are invalid (layer-3 validation).
 //!
+//! `-- --churn ROUNDS [N...]` (`make bench CHURN=ROUNDS`): churn instead.
+//! Next to N/10 resident WEB channels, each round creates the workload for N
+//! under new names, waits until it converged, deletes it, and waits until
+//! every per-object table is back at the live count; it prints the tables'
+//! sizes and the operator's RSS per round.
+//!
 //! Floor: the same objects created by a plain client at the same
 //! concurrency, each channel's status then written once by that client,
 //! observed the same way (a watch until every channel has its status).
@@ -74,14 +80,15 @@ fn channel(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "DeploymentChannel", "metadata": {"name": name}, "spec": spec})
 }
 
-fn workload(n: usize) -> Workload {
+/// The workload for N; every name starts with `prefix`.
+fn workload(n: usize, prefix: &str) -> Workload {
     let phone_count = (n / 10).max(1);
     let mut phones = Vec::new();
     for p in 0..phone_count {
         // +1 212 exchange 200-999, line 0000-9999: valid NANP numbers.
         let number = format!("+1212{}{:04}", 200 + p / 10_000, p % 10_000);
         phones.push(json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "PhoneConfiguration",
-            "metadata": {"name": format!("pc-{p:05}")},
+            "metadata": {"name": format!("{prefix}pc-{p:05}")},
             "spec": {"phoneNumber": number, "provider": "bench", "capabilities": ["VOICE", "SMS"]}}));
     }
     let mut channels = Vec::new();
@@ -96,8 +103,8 @@ fn workload(n: usize) -> Workload {
         };
         let number = phones[p]["spec"]["phoneNumber"].clone();
         let object = channel(
-            &format!("pc-{p:05}-{}-{round}", ty.to_lowercase()),
-            json!({"deploymentType": ty, "channelIdentifier": number, "configuration": {"phoneConfigurationId": format!("pc-{p:05}")}}),
+            &format!("{prefix}pc-{p:05}-{}-{round}", ty.to_lowercase()),
+            json!({"deploymentType": ty, "channelIdentifier": number, "configuration": {"phoneConfigurationId": format!("{prefix}pc-{p:05}")}}),
         );
         if round < 2 {
             channels.push((object, Expected::Ready));
@@ -115,7 +122,7 @@ fn workload(n: usize) -> Workload {
                 format!("site-{i}.example.com")
             };
             (
-                format!("web-{i:05}"),
+                format!("{prefix}web-{i:05}"),
                 json!({"deploymentType": "WEB", "channelIdentifier": format!("https://{host}"), "configuration": {}}),
             )
         } else {
@@ -126,7 +133,7 @@ fn workload(n: usize) -> Workload {
                 format!("com.example.app{i}")
             };
             (
-                format!("app-{i:05}"),
+                format!("{prefix}app-{i:05}"),
                 json!({"deploymentType": "MOBILE", "channelIdentifier": app,
                 "configuration": {"packageName": app, "platform": "ANDROID"}}),
             )
@@ -148,9 +155,24 @@ fn workload(n: usize) -> Workload {
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let churn_rounds = match args.iter().position(|a| a == "--churn") {
+        Some(i) => match args.get(i + 1).and_then(|r| r.parse::<usize>().ok()) {
+            Some(rounds) if rounds > 0 => Some(rounds),
+            _ => {
+                eprintln!("bench: --churn needs a number of rounds, for example --churn 5");
+                std::process::exit(2);
+            }
+        },
+        None => None,
+    };
+    let sizes: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            churn_rounds.is_none() || args.get(i.wrapping_sub(1)).is_none_or(|a| a != "--churn")
+        })
+        .filter_map(|(_, a)| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() {
         vec![100, 1000, 10_000]
@@ -176,6 +198,22 @@ fn main() {
                 std::process::exit(1);
             }
         };
+        if let Some(rounds) = churn_rounds {
+            let rounds = env.block_on(async {
+                env.install_crds().await?;
+                eprintln!("bench: churn N={n} on API server {}", env.server_version);
+                churn::run(&env, n, rounds).await
+            });
+            drop(env);
+            match rounds {
+                Ok(rounds) => churn::print(n, &rounds),
+                Err(e) => {
+                    eprintln!("bench: churn N={n}: {e}");
+                    std::process::exit(1);
+                }
+            }
+            continue;
+        }
         let measured = env.block_on(async {
             env.install_crds().await?;
             eprintln!("bench: N={n} on API server {}", env.server_version);
@@ -191,7 +229,9 @@ fn main() {
             }
         }
     }
-    print_table(&results);
+    if !results.is_empty() {
+        print_table(&results);
+    }
 }
 
 struct Measured {
@@ -208,7 +248,7 @@ struct Measured {
 
 async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, String> {
     let client = env.client().await;
-    let work = workload(n);
+    let work = workload(n, "");
     let channel_count = work.channels.len() + work.losers.len();
 
     // The floor: a plain client creates everything and writes each channel's status once.
@@ -732,6 +772,243 @@ fn print_table(results: &[Measured]) {
             r.idle_writes,
             r.restart_writes,
             r.peak_rss_mib
+        );
+    }
+}
+
+/// Churn: objects come and go; what the operator keeps per object must go with them.
+mod churn {
+    use std::collections::BTreeMap;
+
+    use kube::api::{DeleteParams, ListParams};
+
+    use super::*;
+
+    const ROUND_LABEL: &str = "bench.interactions.dev/round";
+
+    pub struct Round {
+        number: usize,
+        converged: Duration,
+        /// `table_entries` by table once the round's objects converged.
+        at_peak: BTreeMap<String, f64>,
+        /// `table_entries` by table once they were deleted.
+        after: BTreeMap<String, f64>,
+        /// Whether every table came back to the live count.
+        back: bool,
+        rss_mib: f64,
+        peak_rss_mib: f64,
+    }
+
+    pub async fn run(env: &TestEnv, n: usize, rounds: usize) -> Result<Vec<Round>, String> {
+        let client = env.client().await;
+        let ns = namespace(&client, &format!("churn-{n}")).await?;
+        let mut operator = Operator::start(env, &ns)?;
+        operator.wait_ready().await?;
+
+        // Resident channels that stay through every round: the live count.
+        let resident = (n / 10).max(1);
+        let resident_work = Workload {
+            phones: Vec::new(),
+            channels: (0..resident)
+                .map(|i| {
+                    let object = channel(
+                        &format!("resident-{i:05}"),
+                        json!({"deploymentType": "WEB", "channelIdentifier": format!("https://resident-{i}.example.com"), "configuration": {}}),
+                    );
+                    (object, Expected::Ready)
+                })
+                .collect(),
+            losers: Vec::new(),
+        };
+        apply_converged(&client, &ns, &resident_work).await?;
+
+        let mut results = Vec::new();
+        for number in 1..=rounds {
+            let mut work = workload(n, &format!("r{number}-"));
+            for (object, _) in work.channels.iter_mut().chain(work.losers.iter_mut()) {
+                object["metadata"]["labels"] = json!({ROUND_LABEL: number.to_string()});
+            }
+            for object in &mut work.phones {
+                object["metadata"]["labels"] = json!({ROUND_LABEL: number.to_string()});
+            }
+            let started = Instant::now();
+            apply_converged(&client, &ns, &work).await?;
+            let converged = started.elapsed();
+            phones_converged(&client, &ns, &work).await?;
+            let at_peak = operator.tables().await;
+
+            let selector = ListParams::default().labels(&format!("{ROUND_LABEL}={number}"));
+            let channels: Api<DeploymentChannel> = Api::namespaced(client.clone(), &ns);
+            let phones: Api<PhoneConfiguration> = Api::namespaced(client.clone(), &ns);
+            channels
+                .delete_collection(&DeleteParams::default(), &selector)
+                .await
+                .map_err(|e| format!("deleting round {number}'s channels: {e}"))?;
+            phones
+                .delete_collection(&DeleteParams::default(), &selector)
+                .await
+                .map_err(|e| format!("deleting round {number}'s PhoneConfigurations: {e}"))?;
+            let (after, back) = operator.tables_back_at(resident as f64).await;
+            let round = Round {
+                number,
+                converged,
+                at_peak,
+                after,
+                back,
+                rss_mib: operator.rss_mib("VmRSS:"),
+                peak_rss_mib: operator.peak_rss_mib(),
+            };
+            eprintln!(
+                "bench: churn N={n} round {number}: converged in {:.2} s, RSS {:.1} MiB after the deletes, peak {:.1} MiB",
+                round.converged.as_secs_f64(),
+                round.rss_mib,
+                round.peak_rss_mib
+            );
+            results.push(round);
+        }
+        operator.stop()?;
+        Ok(results)
+    }
+
+    /// Creates `work` and waits until every channel of it has its expected status.
+    async fn apply_converged(client: &Client, ns: &str, work: &Workload) -> Result<(), String> {
+        let expected: HashMap<String, Expected> = work
+            .channels
+            .iter()
+            .chain(&work.losers)
+            .map(|(c, e)| (c["metadata"]["name"].as_str().unwrap().to_string(), *e))
+            .collect();
+        let seen = converged(client, ns, work, |name, current, ready| {
+            current
+                && ready.is_some_and(|(status, reason)| {
+                    expected
+                        .get(name)
+                        .is_some_and(|e| e.matches(status, reason))
+                })
+        });
+        futures::future::try_join(create_all(client, ns, work, false), seen)
+            .await
+            .map(drop)
+    }
+
+    impl Operator {
+        /// `table_entries` by table.
+        async fn tables(&self) -> BTreeMap<String, f64> {
+            let (_, body) = self.get("/metrics").await.unwrap_or_default();
+            let prefix = "deploymentchannel_operator_table_entries{table=\"";
+            body.lines()
+                .filter_map(|line| {
+                    let rest = line.strip_prefix(prefix)?;
+                    let (table, value) = rest.split_once("\"} ")?;
+                    Some((table.to_string(), value.parse().ok()?))
+                })
+                .collect()
+        }
+
+        /// Waits (up to two minutes) until no table holds more entries than
+        /// there are live objects of its kind (`live` channels, no
+        /// PhoneConfiguration) and the index holds exactly the live
+        /// channels; the tables then, and whether they got there.
+        async fn tables_back_at(&self, live: f64) -> (BTreeMap<String, f64>, bool) {
+            // First the cache: it holds only the live channels.
+            for _ in 0..1200 {
+                if self.metric("channels", "").await == live {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut tables = self.tables().await;
+            if tables.is_empty() {
+                // An operator that does not export its tables.
+                return (tables, false);
+            }
+            for _ in 0..1200 {
+                let back = tables.get("index_channels") == Some(&live)
+                    && tables.iter().all(|(table, entries)| {
+                        let live = match table.as_str() {
+                            // Keyed by PhoneConfiguration.
+                            "phone_configuration_status_writes"
+                            | "phone_configuration_generations"
+                            | "unreadable_phone_configurations"
+                            | "index_references" => 0.0,
+                            _ => live,
+                        };
+                        *entries <= live
+                    });
+                if back {
+                    return (tables, true);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                tables = self.tables().await;
+            }
+            (tables, false)
+        }
+
+        fn rss_mib(&self, field: &str) -> f64 {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+                .unwrap_or_default();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .map_or(f64::NAN, |kib| kib / 1024.0)
+        }
+    }
+
+    fn entries(tables: &BTreeMap<String, f64>) -> String {
+        if tables.is_empty() {
+            return "not exported".into();
+        }
+        tables
+            .iter()
+            .map(|(table, entries)| format!("{table} {entries}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn print(n: usize, rounds: &[Round]) {
+        let resident = (n / 10).max(1);
+        println!();
+        println!(
+            "churn N={n}: {resident} resident channels; each round creates and deletes {} channels and {} PhoneConfigurations",
+            n,
+            (n / 10).max(1)
+        );
+        println!();
+        println!(
+            "| round | converged (s) | per-object entries when converged | per-object entries after the deletes | back at the live count | RSS after the deletes (MiB) | peak RSS (MiB) |"
+        );
+        println!("|---:|---:|---:|---:|---|---:|---:|");
+        for r in rounds {
+            let sum = |t: &BTreeMap<String, f64>| t.values().sum::<f64>();
+            println!(
+                "| {} | {:.2} | {} | {} | {} | {:.1} | {:.1} |",
+                r.number,
+                r.converged.as_secs_f64(),
+                sum(&r.at_peak),
+                sum(&r.after),
+                if r.back { "yes" } else { "NO" },
+                r.rss_mib,
+                r.peak_rss_mib
+            );
+        }
+        println!();
+        for r in rounds {
+            println!("round {} when converged: {}", r.number, entries(&r.at_peak));
+            println!(
+                "round {} after the deletes: {}",
+                r.number,
+                entries(&r.after)
+            );
+        }
+        let first = rounds.first().map_or(f64::NAN, |r| r.rss_mib);
+        let last = rounds.last().map_or(f64::NAN, |r| r.rss_mib);
+        println!();
+        println!(
+            "summary churn n={n} rounds={} tables_back={} rss_first_mib={first:.1} rss_last_mib={last:.1} peak_rss_mib={:.1}",
+            rounds.len(),
+            rounds.iter().all(|r| r.back),
+            rounds.last().map_or(f64::NAN, |r| r.peak_rss_mib)
         );
     }
 }
