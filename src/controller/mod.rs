@@ -184,13 +184,6 @@ impl Context {
         self.reset_failures(key);
     }
 
-    /// Uses these records of unreadable objects (those the watches fill).
-    pub fn with_unreadable(mut self, channels: Arc<Unreadable>, phones: Arc<Unreadable>) -> Self {
-        self.unreadable_channels = channels;
-        self.unreadable_phone_configurations = phones;
-        self
-    }
-
     /// Forgets everything the reconciles keep for an object of kind `K` that is gone.
     pub fn forget<K: kube::Resource<DynamicType = ()>>(&self, key: &ObjectKey) {
         if K::kind(&()) == "DeploymentChannel" {
@@ -363,20 +356,15 @@ pub async fn run(
     let (channel_reader, channel_writer) = reflector::store::<DeploymentChannel>();
     let (phone_reader, phone_writer) = reflector::store::<PhoneConfiguration>();
     let index = Arc::new(Mutex::new(Index::default()));
-    let unreadable_channels = Arc::new(Unreadable::new("DeploymentChannel", metrics.clone()));
-    let unreadable_phones = Arc::new(Unreadable::new("PhoneConfiguration", metrics.clone()));
-    let ctx = Arc::new(
-        Context::new(
-            client.clone(),
-            channel_reader.clone(),
-            phone_reader.clone(),
-            index.clone(),
-            readiness.clone(),
-            metrics,
-            settings.instance.clone(),
-        )
-        .with_unreadable(unreadable_channels.clone(), unreadable_phones.clone()),
-    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        channel_reader.clone(),
+        phone_reader.clone(),
+        index.clone(),
+        readiness.clone(),
+        metrics,
+        settings.instance.clone(),
+    ));
 
     // Channels to reconcile because another object changed, and
     // PhoneConfigurations whose status to write once channel changes settle.
@@ -407,7 +395,7 @@ pub async fn run(
                 scoped::<Stored<DeploymentChannel>>(&client, namespace),
                 watch_config.clone(),
             ),
-            unreadable_channels,
+            ctx.unreadable_channels.clone(),
             channel_reader.clone(),
             channel_notices.clone(),
         ),
@@ -419,7 +407,7 @@ pub async fn run(
                 scoped::<Stored<PhoneConfiguration>>(&client, namespace),
                 watch_config,
             ),
-            unreadable_phones,
+            ctx.unreadable_phone_configurations.clone(),
             phone_reader.clone(),
             phone_notices.clone(),
         ),
