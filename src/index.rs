@@ -56,6 +56,38 @@ struct Seniority {
     key: ObjectKey,
 }
 
+/// The channels making one claim, most senior first. Most claims have one
+/// channel: a sorted vector holds it in one small allocation, where a
+/// B-tree allocates a node of eleven.
+#[derive(Debug, Default)]
+struct Queue(Vec<Seniority>);
+
+impl Queue {
+    fn insert(&mut self, seniority: Seniority) {
+        if let Err(at) = self.0.binary_search(&seniority) {
+            self.0.insert(at, seniority);
+        }
+    }
+
+    fn remove(&mut self, seniority: &Seniority) {
+        if let Ok(at) = self.0.binary_search(seniority) {
+            self.0.remove(at);
+        }
+    }
+
+    fn first(&self) -> Option<&Seniority> {
+        self.0.first()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Seniority> {
+        self.0.iter()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// What the index remembers of one channel.
 #[derive(Clone, Debug, PartialEq)]
 struct Entry {
@@ -83,7 +115,7 @@ impl Affected {
 #[derive(Debug, Default)]
 pub struct Index {
     channels: HashMap<ObjectKey, Entry>,
-    claims: HashMap<Claim, BTreeSet<Seniority>>,
+    claims: HashMap<Claim, Queue>,
     references: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
 }
 
