@@ -180,6 +180,7 @@ pub async fn run_with(
             namespace: args.namespace.clone(),
             concurrency: args.concurrency,
             instance: Some(identity.clone()),
+            bound_channels_refresh: Duration::from_secs(args.bound_channels_refresh_seconds),
         },
         metrics,
         readiness,

@@ -15,7 +15,7 @@ fn run_args(args: &[&str]) -> RunArgs {
 }
 
 /// The environment twins of every `run` option.
-const RUN_ENV: [&str; 14] = [
+const RUN_ENV: [&str; 15] = [
     "WATCH_NAMESPACE",
     "PROBE_ADDRESS",
     "METRICS_ADDRESS",
@@ -29,6 +29,7 @@ const RUN_ENV: [&str; 14] = [
     "LEASE_DURATION_SECONDS",
     "POD_NAME",
     "CONCURRENCY",
+    "BOUND_CHANNELS_REFRESH_SECONDS",
     "SHUTDOWN_TIMEOUT_SECONDS",
 ];
 
@@ -53,6 +54,7 @@ fn run_defaults() {
     assert_eq!(args.lease_name, "deploymentchannel-operator");
     assert_eq!(args.lease_duration_seconds, 15);
     assert_eq!(args.concurrency, 16);
+    assert_eq!(args.bound_channels_refresh_seconds, 60);
 }
 
 #[test]
@@ -82,6 +84,8 @@ fn run_flags() {
         "pod-1",
         "--concurrency",
         "4",
+        "--bound-channels-refresh-seconds",
+        "600",
     ]);
     assert_eq!(args.namespace.as_deref(), Some("team-a"));
     assert_eq!(args.probe_address.port(), 9090);
@@ -97,11 +101,16 @@ fn run_flags() {
     assert_eq!(args.lease_duration_seconds, 30);
     assert_eq!(args.identity.as_deref(), Some("pod-1"));
     assert_eq!(args.concurrency, 4);
+    assert_eq!(args.bound_channels_refresh_seconds, 600);
 }
 
 #[test]
 fn bad_run_flags_are_refused_naming_the_flag() {
     for (args, needle) in [
+        (
+            &["run", "--bound-channels-refresh-seconds", "0"][..],
+            "--bound-channels-refresh-seconds",
+        ),
         (&["run", "--probe-address", "8081"][..], "--probe-address"),
         (
             &["run", "--metrics-address", "x:8443"][..],

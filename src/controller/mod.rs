@@ -54,10 +54,9 @@ use status_writer::StatusWriter;
 use unreadable::Unreadable;
 
 /// A PhoneConfiguration's status (its `boundChannels` above all) is written
-/// once channels and PhoneConfigurations have stopped changing for this long…
+/// once channels and PhoneConfigurations have stopped changing for this long,
+/// or [`Settings::bound_channels_refresh`] after the first change of a burst.
 const PHONE_CONFIGURATION_QUIET: Duration = Duration::from_secs(1);
-/// …or this long after the first change of a burst.
-const PHONE_CONFIGURATION_MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// The field manager of every status write, the same in every replica.
 pub const FIELD_MANAGER: &str = "deploymentchannel-operator";
@@ -97,6 +96,10 @@ pub struct Settings {
     pub concurrency: u16,
     /// Name reported on Kubernetes Events (`reportingInstance`), usually the pod name.
     pub instance: Option<String>,
+    /// Longest a PhoneConfiguration's `boundChannels` waits while channel
+    /// changes go on: a long apply refreshes it this often, one status
+    /// write per PhoneConfiguration each time.
+    pub bound_channels_refresh: Duration,
 }
 
 impl Default for Settings {
@@ -105,6 +108,7 @@ impl Default for Settings {
             namespace: None,
             concurrency: 16,
             instance: None,
+            bound_channels_refresh: Duration::from_secs(60),
         }
     }
 }
@@ -374,7 +378,7 @@ pub async fn run(
     let coalescing = coalesce::forward(
         phone_requests,
         settled,
-        coalesce::Coalescer::new(PHONE_CONFIGURATION_QUIET, PHONE_CONFIGURATION_MAX_WAIT),
+        coalesce::Coalescer::new(PHONE_CONFIGURATION_QUIET, settings.bound_channels_refresh),
     );
     let phone_triggers = settled_keys.map(|key| ObjectRef::new(&key.name).within(&key.namespace));
     let triggers = || ingest::Triggers {
