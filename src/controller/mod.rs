@@ -389,7 +389,8 @@ pub async fn run(
     // Each watch: relisted after any failure, each object decoded on its own
     // (an unreadable one is reported, not a failure of the watch), and the
     // cache marked stale from a failure until the relist completes.
-    let watch_config = watcher::Config::default().page_size(500);
+    // Streaming lists where the API server offers them, else pages of 500.
+    let watch_config = watcher::Config::default().page_size(500).streaming_lists();
     let (channel_notices, channel_notices_rx) = mpsc::unbounded();
     let (phone_notices, phone_notices_rx) = mpsc::unbounded();
     let channel_watch = readiness.track(
