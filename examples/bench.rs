@@ -244,6 +244,11 @@ struct Measured {
     idle_writes: f64,
     restart_writes: f64,
     peak_rss_mib: f64,
+    /// A second operator process on the converged namespace: start to `/readyz`.
+    cold_start: Duration,
+    /// Its peak RSS once ready (the first list), and once every object was reconciled.
+    list_peak_rss_mib: f64,
+    restart_peak_rss_mib: f64,
 }
 
 async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, String> {
@@ -320,12 +325,18 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
     let peak_rss_mib = operator.peak_rss_mib();
 
     operator.stop()?;
+    // Cold start over a full namespace: process start to /readyz, and the
+    // peak memory of that first list and of reconciling every object.
+    let cold = Instant::now();
     let mut restarted = Operator::start(env, &ns)?;
     restarted.wait_ready().await?;
+    let cold_start = cold.elapsed();
+    let list_peak_rss_mib = restarted.peak_rss_mib();
     restarted
         .wait_metric("reconciles_total", "result=\"unchanged\"", objects)
         .await?;
     let restart_writes = restarted.writes().await;
+    let restart_peak_rss_mib = restarted.peak_rss_mib();
     restarted.stop()?;
     Ok(Measured {
         n,
@@ -337,6 +348,9 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
         idle_writes,
         restart_writes,
         peak_rss_mib,
+        cold_start,
+        list_peak_rss_mib,
+        restart_peak_rss_mib,
     })
 }
 
@@ -743,13 +757,13 @@ impl Drop for Operator {
 fn print_table(results: &[Measured]) {
     println!();
     println!(
-        "| N | floor (s) | operator (s) | operator/floor | status writes/channel | status writes/PhoneConfiguration | requests by verb | idle writes | restart writes | peak RSS (MiB) |"
+        "| N | floor (s) | operator (s) | operator/floor | status writes/channel | status writes/PhoneConfiguration | requests by verb | idle writes | restart writes | peak RSS (MiB) | cold start to /readyz (s) | peak RSS after the cold start's list / reconciles (MiB) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|");
     for r in results {
         let verbs: Vec<String> = r.requests.iter().map(|(v, n)| format!("{v} {n}")).collect();
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {} | {} | {} | {:.1} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {} | {} | {} | {:.1} | {:.2} | {:.1} / {:.1} |",
             r.n,
             r.floor.as_secs_f64(),
             r.converged.as_secs_f64(),
@@ -759,19 +773,24 @@ fn print_table(results: &[Measured]) {
             verbs.join(", "),
             r.idle_writes,
             r.restart_writes,
-            r.peak_rss_mib
+            r.peak_rss_mib,
+            r.cold_start.as_secs_f64(),
+            r.list_peak_rss_mib,
+            r.restart_peak_rss_mib
         );
     }
     println!();
     for r in results {
         println!(
-            "summary n={} convergence_ratio={:.3} status_writes_per_channel={:.3} idle_writes={} restart_writes={} peak_rss_mib={:.1}",
+            "summary n={} convergence_ratio={:.3} status_writes_per_channel={:.3} idle_writes={} restart_writes={} peak_rss_mib={:.1} cold_start_s={:.2} cold_start_peak_rss_mib={:.1}",
             r.n,
             r.converged.as_secs_f64() / r.floor.as_secs_f64(),
             r.status_writes,
             r.idle_writes,
             r.restart_writes,
-            r.peak_rss_mib
+            r.peak_rss_mib,
+            r.cold_start.as_secs_f64(),
+            r.restart_peak_rss_mib
         );
     }
 }
