@@ -655,8 +655,9 @@ impl Operator {
         http_get(address, path).await
     }
 
+    /// Waits up to ten minutes: a cold start lists the whole namespace.
     async fn wait_ready(&self) -> Result<(), String> {
-        for _ in 0..600 {
+        for _ in 0..6000 {
             if self
                 .get("/readyz")
                 .await
@@ -666,7 +667,7 @@ impl Operator {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err("the operator did not become ready in 60s".into())
+        Err("the operator did not become ready in 10 minutes".into())
     }
 
     async fn metric(&self, name: &str, labels: &str) -> f64 {
