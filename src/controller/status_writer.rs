@@ -104,20 +104,12 @@ where
             "kind": K::kind(&()),
             "status": desired,
         });
-        let written = match api
-            .patch_status(
-                &key.name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-        {
-            Ok(written) => written,
+        match apply_status(api, &key.name, &patch).await {
+            Ok(()) => {}
             // Deleted meanwhile (churn): its delete event is on its way.
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Written::Gone),
             Err(error) => return Err(error.into()),
-        };
-        replace_leftovers(api, &key.name, &written, &patch["status"]).await?;
+        }
         let version = object.meta().resource_version.clone().unwrap_or_default();
         lock(&self.in_flight).insert(key, (version, desired.clone()));
         Ok(Written::Patched)
@@ -127,6 +119,28 @@ where
     pub fn retain(&self, mut keep: impl FnMut(&ObjectKey) -> bool) {
         lock(&self.in_flight).retain(|key, _| keep(key));
     }
+}
+
+/// Applies `patch` (apiVersion, kind, status, perhaps a resourceVersion to
+/// hold to) to the status subresource under the operator's field manager,
+/// then removes what an earlier managedFields reset left (see
+/// [`replace_leftovers`]).
+pub(super) async fn apply_status<R>(
+    api: &Api<R>,
+    name: &str,
+    patch: &Value,
+) -> Result<(), kube::Error>
+where
+    R: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await?;
+    replace_leftovers(api, name, &written, &patch["status"]).await
 }
 
 /// The manager the API server gives the fields of an object whose
@@ -141,7 +155,7 @@ const RESET_MANAGER: &str = "before-first-apply";
 /// stay for good. So when the object an apply returns shows such fields and
 /// a status other than the one applied, the status is replaced once by a
 /// merge patch, which removes what the apply could not.
-pub(super) async fn replace_leftovers<R>(
+async fn replace_leftovers<R>(
     api: &Api<R>,
     name: &str,
     written: &R,

@@ -16,7 +16,6 @@ use std::{
 use futures::{Stream, StreamExt, channel::mpsc, future};
 use kube::{
     Api, Resource,
-    api::{Patch, PatchParams},
     runtime::{
         events::{Event, EventType},
         reflector::Store,
@@ -27,7 +26,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::{Context, FIELD_MANAGER, status_writer};
+use super::{Context, status_writer};
 use crate::{
     api::{
         DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration, PhoneConfigurationStatus,
@@ -440,17 +439,8 @@ async fn report_one<K: Reported>(
     // lands after the object was fixed would put back a stale Stalled.
     let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()),
         "metadata": {"resourceVersion": version}, "status": desired});
-    let written = match api
-        .patch_status(
-            &key.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        Ok(written) => {
-            status_writer::replace_leftovers(&api, &key.name, &written, &patch["status"]).await
-        }
+    let written = match status_writer::apply_status(&api, &key.name, &patch).await {
+        Ok(()) => Ok(()),
         Err(error) if status_writer::cannot_apply(&error) => {
             let stored = stored.rest.get("status").cloned().unwrap_or(Value::Null);
             status_writer::merge_status(&api, &key.name, Some(&version), &stored, &patch["status"])
