@@ -272,23 +272,9 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
     let mut operator = Operator::start(env, &ns)?;
     operator.wait_ready().await?;
     let started = Instant::now();
-    let expected: HashMap<String, Expected> = work
-        .channels
-        .iter()
-        .chain(&work.losers)
-        .map(|(c, e)| (c["metadata"]["name"].as_str().unwrap().to_string(), *e))
-        .collect();
-    let seen = converged(&client, &ns, &work, |name, current, ready| {
-        current
-            && ready.is_some_and(|(status, reason)| {
-                expected
-                    .get(name)
-                    .is_some_and(|e| e.matches(status, reason))
-            })
-    });
-    let ((), seen) =
-        futures::future::try_join(create_all(&client, &ns, &work, false), seen).await?;
-    let converged_at = seen.duration_since(started);
+    let converged_at = apply_converged(&client, &ns, &work)
+        .await?
+        .duration_since(started);
     eprintln!(
         "bench: N={n}: operator converged in {converged_at:?}, using {:.1} s of CPU",
         operator.cpu_seconds()
@@ -352,6 +338,27 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
         list_peak_rss_mib,
         restart_peak_rss_mib,
     })
+}
+
+/// Creates `work` (as the operator's client would) and watches until every
+/// channel of it has its expected status; returns when.
+async fn apply_converged(client: &Client, ns: &str, work: &Workload) -> Result<Instant, String> {
+    let expected: HashMap<String, Expected> = work
+        .channels
+        .iter()
+        .chain(&work.losers)
+        .map(|(c, e)| (c["metadata"]["name"].as_str().unwrap().to_string(), *e))
+        .collect();
+    let seen = converged(client, ns, work, |name, current, ready| {
+        current
+            && ready.is_some_and(|(status, reason)| {
+                expected
+                    .get(name)
+                    .is_some_and(|e| e.matches(status, reason))
+            })
+    });
+    let ((), seen) = futures::future::try_join(create_all(client, ns, work, false), seen).await?;
+    Ok(seen)
 }
 
 async fn namespace(client: &Client, name: &str) -> Result<String, String> {
@@ -888,27 +895,6 @@ mod churn {
         }
         operator.stop()?;
         Ok(results)
-    }
-
-    /// Creates `work` and waits until every channel of it has its expected status.
-    async fn apply_converged(client: &Client, ns: &str, work: &Workload) -> Result<(), String> {
-        let expected: HashMap<String, Expected> = work
-            .channels
-            .iter()
-            .chain(&work.losers)
-            .map(|(c, e)| (c["metadata"]["name"].as_str().unwrap().to_string(), *e))
-            .collect();
-        let seen = converged(client, ns, work, |name, current, ready| {
-            current
-                && ready.is_some_and(|(status, reason)| {
-                    expected
-                        .get(name)
-                        .is_some_and(|e| e.matches(status, reason))
-                })
-        });
-        futures::future::try_join(create_all(client, ns, work, false), seen)
-            .await
-            .map(drop)
     }
 
     impl Operator {
