@@ -97,6 +97,21 @@ mod tests {
         );
     }
 
+    /// Expects a paged list (no watch, pages of 500) and answers it empty.
+    async fn answer_paged_list(handle: &mut mock::Handle<Request<Body>, Response<Body>>) {
+        let (request, send) = handle.next_request().await.expect("a paged list");
+        let uri = request.uri().to_string();
+        assert!(!uri.contains("watch=true"), "{uri}");
+        assert!(uri.contains("limit=500"), "{uri}");
+        respond(
+            send,
+            200,
+            json!({"kind": "DeploymentChannelList",
+            "apiVersion": "interactions.dev/v1alpha1",
+            "metadata": {"resourceVersion": "7"}, "items": []}),
+        );
+    }
+
     /// A streaming list first; refused, the list is paged.
     #[tokio::test]
     async fn a_refused_streaming_list_falls_back_to_pages() {
@@ -116,17 +131,7 @@ mod tests {
                 "reason": "Invalid", "code": 422,
                 "message": "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"}),
             );
-            let (request, send) = handle.next_request().await.expect("a paged list");
-            let uri = request.uri().to_string();
-            assert!(!uri.contains("watch=true"), "{uri}");
-            assert!(uri.contains("limit=500"), "{uri}");
-            respond(
-                send,
-                200,
-                json!({"kind": "DeploymentChannelList",
-                "apiVersion": "interactions.dev/v1alpha1",
-                "metadata": {"resourceVersion": "7"}, "items": []}),
-            );
+            answer_paged_list(&mut handle).await;
             handle
         });
         // No error: the refusal is no failure of the watch.
@@ -157,19 +162,7 @@ mod tests {
                     .body(Body::from(format!("{event}\n").into_bytes()))
                     .unwrap(),
             );
-            let (request, send) = handle.next_request().await.expect("a paged list");
-            let uri = request.uri().to_string();
-            assert!(
-                !uri.contains("watch=true") && uri.contains("limit=500"),
-                "{uri}"
-            );
-            respond(
-                send,
-                200,
-                json!({"kind": "DeploymentChannelList",
-                "apiVersion": "interactions.dev/v1alpha1",
-                "metadata": {"resourceVersion": "7"}, "items": []}),
-            );
+            answer_paged_list(&mut handle).await;
             handle
         });
         // The streaming list had begun; the paged one starts over, without an error.
