@@ -499,7 +499,7 @@ fn expected_statuses(
             let name = channel.metadata.name.clone().unwrap_or_default();
             let holder = index.claim_holder(&ObjectKey::new(ns, &name));
             let status = desired_channel_status(
-                channel,
+                channel.placement(),
                 &validate_channel(&channel.spec),
                 |_, name| Ok(by_name.get(name).copied()),
                 holder.as_ref(),

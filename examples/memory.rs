@@ -87,7 +87,7 @@ fn stored_channel(i: usize, phone: &PhoneConfiguration) -> Value {
     .expect("a workload channel");
     channel.metadata.generation = Some(1);
     let status: DeploymentChannelStatus = desired_channel_status(
-        &channel,
+        channel.placement(),
         &validate_channel(&channel.spec),
         |_, _| Ok(Some(phone)),
         None,

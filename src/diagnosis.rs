@@ -386,8 +386,8 @@ fn claims(
             identifier: identifier.clone(),
             held_in_another_namespace: holder.is_none(),
             holder: holder.map(|h| ObjectName {
-                namespace: h.namespace,
-                name: h.name,
+                namespace: h.namespace.to_string(),
+                name: h.name.to_string(),
             }),
         }
     });
@@ -399,11 +399,11 @@ fn claims(
             .filter(|k| {
                 index
                     .claim_holder(k)
-                    .is_some_and(|h| h.namespace == key.namespace && h.name == key.name)
+                    .is_some_and(|h| *h.namespace == *key.namespace && *h.name == *key.name)
             })
             .map(|k| ObjectName {
-                namespace: k.namespace.clone(),
-                name: k.name.clone(),
+                namespace: k.namespace.to_string(),
+                name: k.name.to_string(),
             })
             .collect()
     };

@@ -8,7 +8,10 @@
 //! Every change says which other objects it affects, so the controllers
 //! re-reconcile exactly those.
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use jiff::Timestamp;
 
@@ -18,18 +21,19 @@ use crate::{
     validation::{Claim, validate_channel},
 };
 
-/// A namespaced object's namespace and name.
+/// A namespaced object's namespace and name. Cloning one shares its
+/// strings: every table that keeps an object holds the same two.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl ObjectKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl AsRef<str>, name: impl AsRef<str>) -> Self {
         Self {
-            namespace: namespace.into(),
-            name: name.into(),
+            namespace: namespaces::intern(namespace.as_ref()),
+            name: name.as_ref().into(),
         }
     }
 
@@ -37,9 +41,37 @@ impl ObjectKey {
     pub fn of<K: kube::Resource>(object: &K) -> Option<Self> {
         let meta = object.meta();
         Some(Self::new(
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone()?,
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref()?,
         ))
+    }
+}
+
+/// Namespaces are few and shared by many objects: each is held once.
+mod namespaces {
+    use std::{
+        collections::HashSet,
+        sync::{Arc, Mutex, OnceLock},
+    };
+
+    /// Above this many distinct namespaces the set is no longer grown (a
+    /// key then holds its own copy), so it cannot grow without bound.
+    const MOST: usize = 10_000;
+
+    pub fn intern(namespace: &str) -> Arc<str> {
+        static KNOWN: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
+        let mut known = KNOWN
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(shared) = known.get(namespace) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = namespace.into();
+        if known.len() < MOST {
+            known.insert(shared.clone());
+        }
+        shared
     }
 }
 
@@ -137,9 +169,14 @@ impl Index {
 
     /// Records a created or changed channel.
     pub fn apply(&mut self, channel: &DeploymentChannel) -> Affected {
-        let Some(key) = ObjectKey::of(channel) else {
-            return Affected::default();
-        };
+        match ObjectKey::of(channel) {
+            Some(key) => self.apply_keyed(key, channel),
+            None => Affected::default(),
+        }
+    }
+
+    /// Records a created or changed channel whose key is known (and shared).
+    pub fn apply_keyed(&mut self, key: ObjectKey, channel: &DeploymentChannel) -> Affected {
         let entry = Entry {
             seniority: Seniority {
                 created: channel.metadata.creation_timestamp.as_ref().map(|t| t.0),
@@ -212,8 +249,8 @@ impl Index {
         let claim = self.channels.get(key)?.claim.as_ref()?;
         let holder = &self.claims.get(claim)?.first()?.key;
         (holder != key).then(|| ClaimHolder {
-            namespace: holder.namespace.clone(),
-            name: holder.name.clone(),
+            namespace: holder.namespace.to_string(),
+            name: holder.name.to_string(),
         })
     }
 

@@ -13,6 +13,7 @@
 // The pure core.
 mod admission;
 pub mod api;
+pub mod cached;
 mod decoding;
 mod diagnosis;
 mod field_error;

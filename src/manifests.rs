@@ -371,7 +371,7 @@ fn check_channels_together(
             .unwrap_or_default();
         let holder = index.claim_holder(&ObjectKey::new(namespace, name.clone()));
         let status = desired_channel_status(
-            &channel.object,
+            channel.object.placement(),
             &channel.validation,
             |namespace, name| Ok(phones.get(&ObjectKey::new(namespace, name))),
             holder.as_ref(),

@@ -8,8 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::{
     api::{
-        DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration,
-        PhoneConfigurationReference, PhoneConfigurationStatus, find_condition,
+        DeploymentChannelStatus, PhoneConfiguration, PhoneConfigurationReference,
+        PhoneConfigurationStatus, find_condition,
     },
     field_error::{FieldError, join},
     validation::{ValidChannel, ValidPhoneConfiguration, validate_phone_configuration},
@@ -89,20 +89,19 @@ impl Verdict {
 }
 
 /// The status a DeploymentChannel should have, from everything it depends
-/// on: its spec (validated) and generation, the PhoneConfiguration its
+/// on: its namespace, its spec (validated) and generation, the PhoneConfiguration its
 /// reference names (`find_phone_configuration(namespace, name)`: found,
 /// missing, or there but unreadable), the channel that holds its claim, its
 /// previous status and the time. The controller, `validate` and the
 /// benchmark all compute a channel's status here.
 pub fn desired_channel_status<P: Deref<Target = PhoneConfiguration>>(
-    channel: &DeploymentChannel,
+    (namespace, generation): (&str, Option<i64>),
     validation: &Result<ValidChannel, Vec<FieldError>>,
     find_phone_configuration: impl FnOnce(&str, &str) -> Result<Option<P>, FieldError>,
     claim_holder: Option<&ClaimHolder>,
     previous: Option<&DeploymentChannelStatus>,
     now: &Time,
 ) -> DeploymentChannelStatus {
-    let namespace = channel.metadata.namespace.as_deref().unwrap_or_default();
     let lookup = validation
         .as_ref()
         .ok()
@@ -115,7 +114,7 @@ pub fn desired_channel_status<P: Deref<Target = PhoneConfiguration>>(
     };
     let facts = ChannelFacts {
         namespace,
-        generation: channel.metadata.generation,
+        generation,
         validation,
         phone_configuration: phone_configuration.as_deref(),
         phone_configuration_problem: problem.as_ref(),

@@ -109,6 +109,17 @@ pub enum DeploymentType {
     Mobile,
 }
 
+impl DeploymentChannel {
+    /// What a status is computed for besides the spec: the channel's
+    /// namespace and `metadata.generation`.
+    pub fn placement(&self) -> (&str, Option<i64>) {
+        (
+            self.metadata.namespace.as_deref().unwrap_or_default(),
+            self.metadata.generation,
+        )
+    }
+}
+
 impl DeploymentType {
     /// The name used in manifests (`CALLS`, `SMS`, `WEB`, `MOBILE`).
     pub fn as_str(self) -> &'static str {

@@ -1,21 +1,25 @@
 //! Reconciles one DeploymentChannel: validate, resolve, check the claim,
 //! write status when it changed, and record an Event when readiness flips.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
-    Api, Resource, ResourceExt,
+    Api, Resource,
     runtime::{
-        controller::Action,
         events::{Event, EventType},
         reflector::ObjectRef,
     },
 };
 use tracing::{debug, info, warn};
 
-use super::{Context, Error, status_writer::Written};
+use super::{
+    Context, Error,
+    status_writer::{Current, Written},
+};
 use crate::{
     api::DeploymentChannel,
+    cached::CachedChannel,
     index::ObjectKey,
     metrics::EventLabels,
     status::{ReadinessChange, desired_channel_status, readiness_change},
@@ -24,26 +28,27 @@ use crate::{
 
 const KIND: &str = "DeploymentChannel";
 
-/// Brings one channel's status up to date with the cluster.
-pub async fn reconcile_channel(
-    channel: Arc<DeploymentChannel>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    super::measured(&ctx.metrics, KIND, reconcile(&channel, &ctx)).await
+/// Brings one channel's status up to date with the cluster; answers when
+/// to try again after a failure.
+pub async fn reconcile_channel(channel: Arc<CachedChannel>, ctx: Arc<Context>) -> Option<Duration> {
+    super::measured(&ctx, KIND, &channel.key, reconcile(&channel, &ctx)).await
 }
 
-async fn reconcile(channel: &DeploymentChannel, ctx: &Context) -> Result<Written, Error> {
+async fn reconcile(channel: &CachedChannel, ctx: &Context) -> Result<Written, Error> {
     // References are answered from the PhoneConfiguration cache: wait for its first full list.
     ctx.readiness.phone_configurations().await;
-    let key = ObjectKey::of(channel).ok_or(Error::MissingMetadata("name"))?;
-    let namespace = channel
-        .namespace()
-        .ok_or(Error::MissingMetadata("namespace"))?;
+    let key = &channel.key;
     let validation = validate_channel(&channel.spec);
-    let claim_holder = ctx.index().claim_holder(&key);
-    let previous = ctx.channel_status.current(channel, channel.status.as_ref());
+    let claim_holder = ctx.index().claim_holder(key);
+    let cached = channel.status.as_ref().map(|summary| Current {
+        digest: summary.digest(),
+        status: summary.previous(),
+    });
+    let previous = ctx
+        .channel_status
+        .current(key, &channel.resource_version, cached);
     let desired = desired_channel_status(
-        channel,
+        (&key.namespace, channel.generation),
         &validation,
         |namespace, name| match ctx
             .phone_configurations
@@ -57,15 +62,21 @@ async fn reconcile(channel: &DeploymentChannel, ctx: &Context) -> Result<Written
                 .map_or(Ok(None), Err),
         },
         claim_holder.as_ref(),
-        previous.as_ref(),
+        previous.as_ref().map(|p| &p.status),
         &(ctx.clock)(),
     );
-    let api: Api<DeploymentChannel> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<DeploymentChannel> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let written = ctx
         .channel_status
-        .write(&api, channel, previous.as_ref(), &desired)
+        .write(
+            &api,
+            key,
+            &channel.resource_version,
+            previous.as_ref().map(|p| p.digest),
+            &desired,
+        )
         .await?;
-    ctx.reset_failures(&key);
+    ctx.reset_failures(key);
     match written {
         Written::Unchanged => {
             debug!(channel = %key, "status unchanged");
@@ -81,22 +92,18 @@ async fn reconcile(channel: &DeploymentChannel, ctx: &Context) -> Result<Written
     debug!(channel = %key, ?ready, "status written");
     let previous_conditions = previous
         .as_ref()
-        .map(|s| s.conditions.as_slice())
+        .map(|p| p.status.conditions.as_slice())
         .unwrap_or_default();
     if let Some(change) = readiness_change(previous_conditions, &desired.conditions) {
-        publish(ctx, channel, &key, change).await;
+        publish(ctx, channel, change).await;
     }
     Ok(written)
 }
 
 /// Records a readiness change as a Kubernetes Event. A failure to record is
 /// logged, not retried: the status already says the same.
-async fn publish(
-    ctx: &Context,
-    channel: &DeploymentChannel,
-    key: &ObjectKey,
-    change: ReadinessChange,
-) {
+async fn publish(ctx: &Context, channel: &CachedChannel, change: ReadinessChange) {
+    let key = &channel.key;
     let (event, reason) = match change {
         ReadinessChange::Lost { reason, message } => {
             info!(channel = %key, %reason, %message, "channel is no longer ready");
@@ -125,7 +132,16 @@ async fn publish(
             )
         }
     };
-    match ctx.recorder.publish(&event, &channel.object_ref(&())).await {
+    let regarding = ObjectReference {
+        api_version: Some(DeploymentChannel::api_version(&()).into()),
+        kind: Some(KIND.into()),
+        namespace: Some(key.namespace.to_string()),
+        name: Some(key.name.to_string()),
+        uid: channel.uid.as_deref().map(str::to_string),
+        resource_version: Some(channel.resource_version.to_string()),
+        field_path: None,
+    };
+    match ctx.recorder.publish(&event, &regarding).await {
         Ok(()) => {
             ctx.metrics
                 .events

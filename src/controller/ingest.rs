@@ -33,6 +33,7 @@ use tracing::warn;
 use super::{Context, coalesce::Request};
 use crate::{
     api::{DeploymentChannel, PhoneConfiguration, find_condition},
+    cached::{CachedChannel, ChannelCache},
     index::{Affected, Index, ObjectKey},
     metrics::{KindLabels, Metrics, ReadyLabels, TableLabels},
     status::{condition, reason},
@@ -147,15 +148,18 @@ fn watch_failed(metrics: &Metrics, kind: &'static str, error: &watcher::Error) {
 
 /// Where reconcile requests for other objects go.
 pub struct Triggers {
-    pub channels: UnboundedSender<ObjectRef<DeploymentChannel>>,
+    pub channels: UnboundedSender<ObjectKey>,
     /// PhoneConfigurations whose status to write once channel changes settle.
     pub phone_configurations: UnboundedSender<Request<ObjectKey>>,
 }
 
-/// Everything kept per DeploymentChannel besides the cache.
+/// Everything kept per DeploymentChannel: the readiness tally, the index,
+/// and (last, so that a reconcile it starts sees an index at least as new)
+/// the cache. One key per channel, shared by all three.
 pub(super) struct ChannelTables {
     pub index: Arc<Mutex<Index>>,
     pub tally: ReadinessTally,
+    pub cache: ChannelCache,
     pub ctx: Arc<Context>,
 }
 
@@ -163,14 +167,21 @@ impl Table<DeploymentChannel> for ChannelTables {
     type Changes = Affected;
 
     fn apply(&mut self, channel: &DeploymentChannel) -> Affected {
-        self.tally.apply(channel);
-        lock(&self.index).apply(channel)
+        let Some(key) = ObjectKey::of(channel) else {
+            return Affected::default();
+        };
+        self.tally.apply(key.clone(), channel);
+        let affected = lock(&self.index).apply_keyed(key.clone(), channel);
+        self.cache.insert(CachedChannel::with_key(key, channel));
+        affected
     }
 
     fn delete(&mut self, key: &ObjectKey) -> Affected {
         self.tally.delete(key);
         self.ctx.forget_channel(key);
-        lock(&self.index).delete(key)
+        let affected = lock(&self.index).delete(key);
+        self.cache.remove(key);
+        affected
     }
 
     fn keys(&self) -> Vec<ObjectKey> {
@@ -178,11 +189,12 @@ impl Table<DeploymentChannel> for ChannelTables {
     }
 }
 
-/// DeploymentChannels: tables, cache, then triggers for the channels and
-/// PhoneConfigurations a change affects.
+/// DeploymentChannels: tables and cache, then triggers for the channels and
+/// PhoneConfigurations a change affects. A relist updates the one cache in
+/// place (no second copy is built while it runs) and reconciles every
+/// channel once it is complete.
 pub(super) async fn channels(
     watch: impl Stream<Item = watcher::Result<watcher::Event<DeploymentChannel>>> + Send,
-    writer: Writer<DeploymentChannel>,
     mut tables: ChannelTables,
     phone_configurations: Store<PhoneConfiguration>,
     triggers: Triggers,
@@ -192,62 +204,45 @@ pub(super) async fn channels(
         kind: "DeploymentChannel",
     };
     let mut relist = Relist::default();
-    let pending = Arc::new(Mutex::new(Affected::default()));
-    let before_cache = pending.clone();
-    let cache = writer.as_reader();
+    let cache = tables.cache.clone();
     let metrics = ctx.metrics.clone();
     watch
         .default_backoff()
-        .modify(cached_form)
-        .inspect(move |event| {
+        .for_each(move |event| {
             let event = match event {
                 Ok(event) => event,
-                Err(error) => return watch_failed(&metrics, "DeploymentChannel", error),
+                Err(error) => {
+                    watch_failed(&metrics, "DeploymentChannel", &error);
+                    return future::ready(());
+                }
             };
             metrics.watch_events.get_or_create(&labels).inc();
-            let affected = relist.on(event, &mut tables);
+            let affected = relist.on(&event, &mut tables);
             tables.tally.export(&metrics);
             metrics
                 .cached_objects
                 .get_or_create(&labels)
-                .set(lock(&tables.index).len() as i64);
-            lock(&before_cache).merge(affected);
-        })
-        .reflect(writer)
-        .for_each(move |event| {
-            if let Ok(watcher::Event::InitDone) = &event {
-                ctx.readiness.channels_listed();
-            }
-            // The changed channel itself, or every channel once a list is
-            // complete, straight from the cache (a channel deleted since
-            // is not reconciled).
-            let changed: Vec<ObjectRef<DeploymentChannel>> = match &event {
-                Ok(watcher::Event::Apply(channel)) => ObjectKey::of(channel)
-                    .map(|key| ObjectRef::new(&key.name).within(&key.namespace))
-                    .into_iter()
-                    .collect(),
-                Ok(watcher::Event::InitDone) => cache
-                    .state()
-                    .iter()
-                    .filter_map(|c| ObjectKey::of(c.as_ref()))
-                    .map(|key| ObjectRef::new(&key.name).within(&key.namespace))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            for object_ref in changed {
-                if cache.get(&object_ref).is_some() {
-                    let _ = triggers.channels.unbounded_send(object_ref);
+                .set(cache.len() as i64);
+            // The changed channel itself, or every channel once a list is complete.
+            match &event {
+                watcher::Event::Apply(channel) => {
+                    if let Some(key) = ObjectKey::of(channel) {
+                        let _ = triggers.channels.unbounded_send(key);
+                    }
                 }
+                watcher::Event::InitDone => {
+                    ctx.readiness.channels_listed();
+                    for key in cache.keys() {
+                        let _ = triggers.channels.unbounded_send(key);
+                    }
+                }
+                _ => {}
             }
-            let affected = mem::take(&mut *lock(&pending));
+            // A channel still in the initial list is reconciled when the list completes.
             for key in affected.channels {
-                let object_ref = ObjectRef::new(&key.name).within(&key.namespace);
-                // A channel still in the initial list is reconciled when the list completes.
-                if cache.get(&object_ref).is_some() {
-                    let _ = triggers.channels.unbounded_send(object_ref);
-                }
+                let _ = triggers.channels.unbounded_send(key);
             }
-            if let Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) = &event {
+            if let watcher::Event::Apply(_) | watcher::Event::Delete(_) = &event {
                 let _ = triggers
                     .phone_configurations
                     .unbounded_send(Request::Activity);
@@ -354,9 +349,7 @@ pub(super) async fn phone_configurations(
                 let index = ctx.index();
                 for pc in &changed {
                     for channel in index.channels_referencing(pc) {
-                        let _ = triggers.channels.unbounded_send(
-                            ObjectRef::new(&channel.name).within(&channel.namespace),
-                        );
+                        let _ = triggers.channels.unbounded_send(channel.clone());
                     }
                 }
             }
@@ -436,14 +429,12 @@ impl ReadinessTally {
         *self.counts.entry(label).or_default() += n;
     }
 
-    fn apply(&mut self, channel: &DeploymentChannel) {
-        if let Some(key) = ObjectKey::of(channel) {
-            let label = Self::label(channel);
-            if let Some(old) = self.ready_of.insert(key, label) {
-                self.add(old, -1);
-            }
-            self.add(label, 1);
+    fn apply(&mut self, key: ObjectKey, channel: &DeploymentChannel) {
+        let label = Self::label(channel);
+        if let Some(old) = self.ready_of.insert(key, label) {
+            self.add(old, -1);
         }
+        self.add(label, 1);
     }
 
     fn delete(&mut self, key: &ObjectKey) {

@@ -10,6 +10,7 @@ mod coalesce;
 mod ingest;
 mod phone;
 mod relist;
+mod scheduler;
 mod status_writer;
 mod unreadable;
 
@@ -20,13 +21,11 @@ use std::{
     time::Duration,
 };
 
-use futures::{StreamExt, channel::mpsc};
+use futures::channel::mpsc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, Client,
     runtime::{
-        Controller,
-        controller::{self, Action},
         events::{Recorder, Reporter},
         reflector::{self, ObjectRef, Store},
         watcher,
@@ -42,6 +41,7 @@ use crate::{
     api::{
         DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration, PhoneConfigurationStatus,
     },
+    cached::ChannelCache,
     decoding::Stored,
     index::{Index, ObjectKey},
     metrics::TableLabels,
@@ -116,7 +116,7 @@ impl Default for Settings {
 /// What every reconcile reads and writes through.
 pub struct Context {
     pub client: Client,
-    pub channels: Store<DeploymentChannel>,
+    pub channels: ChannelCache,
     pub phone_configurations: Store<PhoneConfiguration>,
     pub index: Arc<Mutex<Index>>,
     pub readiness: Arc<Readiness>,
@@ -136,7 +136,7 @@ impl Context {
     /// A context over the given caches and index.
     pub fn new(
         client: Client,
-        channels: Store<DeploymentChannel>,
+        channels: ChannelCache,
         phone_configurations: Store<PhoneConfiguration>,
         index: Arc<Mutex<Index>>,
         readiness: Arc<Readiness>,
@@ -201,11 +201,7 @@ impl Context {
     /// made by a reconcile that finished after its object's deletion was
     /// processed.
     pub fn prune_departed(&self) {
-        let channel = |key: &ObjectKey| {
-            self.channels
-                .get(&ObjectRef::new(&key.name).within(&key.namespace))
-                .is_some()
-        };
+        let channel = |key: &ObjectKey| self.channels.contains(key);
         let phone = |key: &ObjectKey| {
             self.phone_configurations
                 .get(&ObjectRef::new(&key.name).within(&key.namespace))
@@ -266,15 +262,17 @@ pub fn now() -> Time {
     Time(jiff::Timestamp::from_second(now.as_second()).expect("now is a valid timestamp"))
 }
 
-/// Runs one reconcile, recording its duration and outcome.
+/// Runs one reconcile, recording its duration and outcome; answers when
+/// to try again after a failure.
 async fn measured(
-    metrics: &Metrics,
+    ctx: &Context,
     kind: &'static str,
+    key: &ObjectKey,
     reconcile: impl Future<Output = Result<status_writer::Written, Error>>,
-) -> Result<Action, Error> {
+) -> Option<Duration> {
     let started = std::time::Instant::now();
     let result = reconcile.await;
-    metrics
+    ctx.metrics
         .reconcile_duration
         .get_or_create(&KindLabels { kind })
         .observe(started.elapsed().as_secs_f64());
@@ -284,26 +282,27 @@ async fn measured(
         Ok(status_writer::Written::Gone) => "gone",
         Err(_) => "error",
     };
-    metrics
+    ctx.metrics
         .reconciles
         .get_or_create(&ReconcileLabels {
             kind,
             result: result_label,
         })
         .inc();
-    result.map(|_| Action::await_change())
+    match result {
+        Ok(_) => None,
+        Err(error) => retry_after(ctx, kind, key, &error),
+    }
 }
 
-fn error_policy<K: kube::Resource<DynamicType = ()>>(
-    object: Arc<K>,
+/// After a failed reconcile: counted, logged, and retried with backoff
+/// (`None`: nothing to retry).
+fn retry_after(
+    ctx: &Context,
+    kind: &'static str,
+    key: &ObjectKey,
     error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    let kind: &'static str = if K::kind(&()) == "DeploymentChannel" {
-        "DeploymentChannel"
-    } else {
-        "PhoneConfiguration"
-    };
+) -> Option<Duration> {
     ctx.metrics
         .errors
         .get_or_create(&ErrorLabels {
@@ -311,17 +310,16 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(
             reason: error.reason(),
         })
         .inc();
-    let key = ObjectKey::of(object.as_ref()).unwrap_or_else(|| ObjectKey::new("", ""));
     if let Error::Kube(kube::Error::Api(status)) = error
         && status.code == 404
     {
         // Deleted meanwhile: nothing to retry, and no backoff to keep.
-        ctx.reset_failures(&key);
-        return Action::await_change();
+        ctx.reset_failures(key);
+        return None;
     }
     let delay = ctx.backoff(key.clone());
     warn!(object = %key, kind, error = %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    Some(delay)
 }
 
 /// The API of a kind in the watched scope.
@@ -353,16 +351,13 @@ pub async fn run(
     // New caches: ready again once both are listed.
     readiness.caches_lost();
     let namespace = settings.namespace.as_deref();
-    // Plain stores: the ingest sends each change to the controllers itself.
-    // (A shared store's subscription stops waking its reader when a
-    // broadcast object was deleted before it was read; under churn the
-    // broadcast then fills up and stalls the watch.)
-    let (channel_reader, channel_writer) = reflector::store::<DeploymentChannel>();
+    // The ingest sends each change to the reconciles itself.
+    let channel_cache = ChannelCache::default();
     let (phone_reader, phone_writer) = reflector::store::<PhoneConfiguration>();
     let index = Arc::new(Mutex::new(Index::default()));
     let ctx = Arc::new(Context::new(
         client.clone(),
-        channel_reader.clone(),
+        channel_cache.clone(),
         phone_reader.clone(),
         index.clone(),
         readiness.clone(),
@@ -372,7 +367,7 @@ pub async fn run(
 
     // Channels to reconcile because another object changed, and
     // PhoneConfigurations whose status to write once channel changes settle.
-    let (channel_trigger, channel_triggers) = mpsc::unbounded::<ObjectRef<DeploymentChannel>>();
+    let (channel_trigger, channel_triggers) = mpsc::unbounded::<ObjectKey>();
     let (phone_trigger, phone_requests) = mpsc::unbounded::<Request<ObjectKey>>();
     let (settled, settled_keys) = mpsc::unbounded::<ObjectKey>();
     let coalescing = coalesce::forward(
@@ -380,7 +375,6 @@ pub async fn run(
         settled,
         coalesce::Coalescer::new(PHONE_CONFIGURATION_QUIET, settings.bound_channels_refresh),
     );
-    let phone_triggers = settled_keys.map(|key| ObjectRef::new(&key.name).within(&key.namespace));
     let triggers = || ingest::Triggers {
         channels: channel_trigger.clone(),
         phone_configurations: phone_trigger.clone(),
@@ -401,7 +395,10 @@ pub async fn run(
                 watch_config.clone(),
             ),
             ctx.unreadable_channels.clone(),
-            channel_reader.clone(),
+            {
+                let cache = channel_cache.clone();
+                move || cache.keys()
+            },
             channel_notices.clone(),
         ),
     );
@@ -413,16 +410,25 @@ pub async fn run(
                 watch_config,
             ),
             ctx.unreadable_phone_configurations.clone(),
-            phone_reader.clone(),
+            {
+                let cache = phone_reader.clone();
+                move || {
+                    cache
+                        .state()
+                        .iter()
+                        .filter_map(|pc| ObjectKey::of(pc.as_ref()))
+                        .collect()
+                }
+            },
             phone_notices.clone(),
         ),
     );
     let channel_ingest = ingest::channels(
         channel_watch,
-        channel_writer,
         ingest::ChannelTables {
             index,
             tally: ingest::ReadinessTally::default(),
+            cache: channel_cache.clone(),
             ctx: ctx.clone(),
         },
         phone_reader.clone(),
@@ -438,7 +444,6 @@ pub async fn run(
         triggers(),
     );
 
-    let config = controller::Config::default().concurrency(settings.concurrency);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -446,22 +451,43 @@ pub async fn run(
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    // Every change reaches a controller through the ingest's triggers.
-    let channel_controller =
-        Controller::for_shared_stream(futures::stream::pending(), channel_reader)
-            .with_config(config.clone())
-            .reconcile_on(channel_triggers)
-            .graceful_shutdown_on(stopped())
-            .run(reconcile_channel, error_policy, ctx.clone())
-            .for_each(|_| futures::future::ready(()));
+    let concurrency = usize::from(settings.concurrency);
+    // Every change reaches a reconcile through the ingest's triggers; a
+    // channel deleted before its turn is not reconciled.
+    let channel_controller = {
+        let ctx = ctx.clone();
+        scheduler::run(
+            channel_triggers,
+            concurrency,
+            move |key| {
+                let ctx = ctx.clone();
+                async move {
+                    let channel = ctx.channels.get(&key)?;
+                    reconcile_channel(channel, ctx).await
+                }
+            },
+            stopped(),
+        )
+    };
     // A PhoneConfiguration is reconciled only through the batch: its own
     // status writes come back as watch events and need no reconcile.
-    let phone_controller = Controller::for_shared_stream(futures::stream::pending(), phone_reader)
-        .with_config(config)
-        .reconcile_on(phone_triggers)
-        .graceful_shutdown_on(stopped())
-        .run(reconcile_phone_configuration, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+    let phone_controller = {
+        let ctx = ctx.clone();
+        scheduler::run(
+            settled_keys,
+            concurrency,
+            move |key| {
+                let ctx = ctx.clone();
+                async move {
+                    let phone = ctx
+                        .phone_configurations
+                        .get(&ObjectRef::new(&key.name).within(&key.namespace))?;
+                    reconcile_phone_configuration(phone, ctx).await
+                }
+            },
+            stopped(),
+        )
+    };
     let reporting = futures::future::join(
         unreadable::report(channel_notices_rx, channel_notices, ctx.clone()),
         unreadable::report(phone_notices_rx, phone_notices, ctx.clone()),

@@ -1,12 +1,15 @@
 //! Reconciles one PhoneConfiguration: validate, count bound channels, write
 //! status when it changed.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use kube::{Api, ResourceExt, runtime::controller::Action};
+use kube::{Api, ResourceExt};
 use tracing::debug;
 
-use super::{Context, Error, status_writer::Written};
+use super::{
+    Context, Error,
+    status_writer::{Current, Written},
+};
 use crate::{
     api::PhoneConfiguration, index::ObjectKey, status::phone_configuration_status,
     validation::validate_phone_configuration,
@@ -18,8 +21,9 @@ const KIND: &str = "PhoneConfiguration";
 pub async fn reconcile_phone_configuration(
     phone: Arc<PhoneConfiguration>,
     ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    super::measured(&ctx.metrics, KIND, reconcile(&phone, &ctx)).await
+) -> Option<Duration> {
+    let key = ObjectKey::of(phone.as_ref()).unwrap_or_else(|| ObjectKey::new("", ""));
+    super::measured(&ctx, KIND, &key, reconcile(&phone, &ctx)).await
 }
 
 async fn reconcile(phone: &PhoneConfiguration, ctx: &Context) -> Result<Written, Error> {
@@ -31,18 +35,31 @@ async fn reconcile(phone: &PhoneConfiguration, ctx: &Context) -> Result<Written,
         .ok_or(Error::MissingMetadata("namespace"))?;
     let validation = validate_phone_configuration(&phone.spec);
     let bound = ctx.index().bound_channels(&key);
-    let previous = ctx.phone_status.current(phone, phone.status.as_ref());
+    let version = phone
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap_or_default();
+    let previous = ctx
+        .phone_status
+        .current(&key, version, phone.status.clone().map(Current::full));
     let desired = phone_configuration_status(
         phone.metadata.generation,
         &validation,
         bound,
-        previous.as_ref(),
+        previous.as_ref().map(|p| &p.status),
         &(ctx.clock)(),
     );
     let api: Api<PhoneConfiguration> = Api::namespaced(ctx.client.clone(), &namespace);
     let written = ctx
         .phone_status
-        .write(&api, phone, previous.as_ref(), &desired)
+        .write(
+            &api,
+            &key,
+            version,
+            previous.as_ref().map(|p| p.digest),
+            &desired,
+        )
         .await?;
     ctx.reset_failures(&key);
     if written == Written::Patched {

@@ -14,7 +14,27 @@ use serde_json::{Map, Value, json};
 use tracing::info;
 
 use super::{Error, FIELD_MANAGER};
-use crate::index::ObjectKey;
+use crate::{cached::Digest, index::ObjectKey};
+
+/// What a reconcile knows of an object's current status: its digest, and
+/// the status itself as far as the status computation reads it (the
+/// channel cache keeps only each condition's type, status and transition
+/// time).
+#[derive(Clone, Debug)]
+pub struct Current<S> {
+    pub digest: Digest,
+    pub status: S,
+}
+
+impl<S: Serialize> Current<S> {
+    /// A status known in full.
+    pub fn full(status: S) -> Self {
+        Self {
+            digest: Digest::of(&status),
+            status,
+        }
+    }
+}
 
 /// Remembers each status this replica wrote until the cache shows it, so a
 /// reconcile that runs before the watch delivers our own write starts from
@@ -22,8 +42,8 @@ use crate::index::ObjectKey;
 /// the same status again. An entry goes at the first reconcile after the
 /// cache has caught up, which our own write's watch event always causes.
 pub struct StatusWriter<K: Resource, S> {
-    /// Object → (resourceVersion the write replaced, the status written).
-    in_flight: Mutex<HashMap<ObjectKey, (String, S)>>,
+    /// Object → its write the cache does not show yet.
+    in_flight: Mutex<HashMap<ObjectKey, InFlight<S>>>,
     _kind: std::marker::PhantomData<fn() -> K>,
 }
 
@@ -35,6 +55,9 @@ impl<K: Resource, S> Default for StatusWriter<K, S> {
         }
     }
 }
+
+/// The resourceVersion a write replaced, and the status it wrote.
+type InFlight<S> = (Box<str>, Current<S>);
 
 /// What a write did.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,7 +77,7 @@ where
         + Serialize
         + DeserializeOwned
         + Debug,
-    S: Serialize + PartialEq + Clone,
+    S: Serialize + Clone,
 {
     /// Forgets a deleted object.
     pub fn forget(&self, key: &ObjectKey) {
@@ -67,38 +90,40 @@ where
     }
 
     /// The object's current status: the one this replica last wrote while the
-    /// cache still shows the version that write replaced, else the cached one.
-    pub fn current(&self, object: &K, cached: Option<&S>) -> Option<S> {
-        let key = ObjectKey::of(object)?;
-        let version = object
-            .meta()
-            .resource_version
-            .as_deref()
-            .unwrap_or_default();
+    /// cache still shows `version`, the version that write replaced; else
+    /// the cached one.
+    pub fn current(
+        &self,
+        key: &ObjectKey,
+        version: &str,
+        cached: Option<Current<S>>,
+    ) -> Option<Current<S>> {
         let mut in_flight = lock(&self.in_flight);
-        match in_flight.get(&key) {
-            Some((replaced, written)) if replaced == version => return Some(written.clone()),
+        match in_flight.get(key) {
+            Some((replaced, written)) if **replaced == *version => return Some(written.clone()),
             // The cache moved on: trust it from now on.
             Some(_) => {
-                in_flight.remove(&key);
+                in_flight.remove(key);
             }
             None => {}
         }
-        cached.cloned()
+        cached
     }
 
-    /// Writes `desired` unless `current` (from [`current`](Self::current)) already is it.
+    /// Writes `desired` to the object `key`, cached at `version`, unless
+    /// `current` (from [`current`](Self::current)) already is it.
     pub async fn write(
         &self,
         api: &Api<K>,
-        object: &K,
-        current: Option<&S>,
+        key: &ObjectKey,
+        version: &str,
+        current: Option<Digest>,
         desired: &S,
     ) -> Result<Written, Error> {
-        if current == Some(desired) {
+        let digest = Digest::of(desired);
+        if current == Some(digest) {
             return Ok(Written::Unchanged);
         }
-        let key = ObjectKey::of(object).ok_or(Error::MissingMetadata("name"))?;
         let patch = json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
@@ -110,8 +135,11 @@ where
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Written::Gone),
             Err(error) => return Err(error.into()),
         }
-        let version = object.meta().resource_version.clone().unwrap_or_default();
-        lock(&self.in_flight).insert(key, (version, desired.clone()));
+        let written = Current {
+            digest,
+            status: desired.clone(),
+        };
+        lock(&self.in_flight).insert(key.clone(), (version.into(), written));
         Ok(Written::Patched)
     }
 

@@ -20,6 +20,7 @@ use crate::{
         Capability, ChannelConfiguration, DeploymentChannelSpec, DeploymentType,
         PhoneConfigurationSpec,
     },
+    cached::CachedChannel,
     status::desired_channel_status,
     validation::validate_channel,
 };
@@ -75,6 +76,11 @@ fn phone_configuration() -> PhoneConfiguration {
     }
 }
 
+/// A channel as the cache holds it.
+fn cached(channel: &DeploymentChannel) -> Arc<CachedChannel> {
+    Arc::new(CachedChannel::of(channel).unwrap())
+}
+
 /// A context whose caches hold `channels` and `phones`, over a mocked API.
 fn context(
     channels: &[DeploymentChannel],
@@ -82,11 +88,11 @@ fn context(
 ) -> (Arc<Context>, Handle<Request<Body>, Response<Body>>) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
-    let (channel_reader, mut channel_writer) = reflector::store::<DeploymentChannel>();
+    let channel_cache = ChannelCache::default();
     let (phone_reader, mut phone_writer) = reflector::store::<PhoneConfiguration>();
     let mut index = Index::default();
     for channel in channels {
-        channel_writer.apply_watcher_event(&watcher::Event::Apply(channel.clone()));
+        channel_cache.insert(CachedChannel::of(channel).unwrap());
         index.apply(channel);
     }
     for phone in phones {
@@ -98,7 +104,7 @@ fn context(
     readiness.phone_configurations_listed();
     let mut ctx = Context::new(
         client,
-        channel_reader,
+        channel_cache,
         phone_reader,
         Arc::new(Mutex::new(index)),
         readiness,
@@ -116,7 +122,7 @@ fn resolved_status(
     time: &Time,
 ) -> DeploymentChannelStatus {
     desired_channel_status(
-        channel,
+        channel.placement(),
         &validate_channel(&channel.spec),
         |_, _| Ok(Some(pc)),
         None,
@@ -143,7 +149,7 @@ fn respond(send: tower_test::mock::SendResponse<Response<Body>>, object: Value) 
 async fn resolved_channel_gets_exactly_one_status_patch() {
     let channel = calls_channel("+12125551234");
     let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[phone_configuration()]);
-    let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel.clone()), ctx.clone()));
+    let reconcile = tokio::spawn(reconcile_channel(cached(&channel), ctx.clone()));
 
     let (request, send) = handle.next_request().await.expect("a status patch");
     assert_eq!(request.method(), http::Method::PATCH);
@@ -180,7 +186,7 @@ async fn resolved_channel_gets_exactly_one_status_patch() {
     let mut stored = serde_json::to_value(&channel).unwrap();
     stored["status"] = body["status"].clone();
     respond(send, stored);
-    reconcile.await.unwrap().expect("reconcile succeeds");
+    assert_eq!(reconcile.await.unwrap(), None, "reconcile succeeds");
     // A first readiness is no Event: nothing else was sent.
     drop(ctx);
     assert!(handle.next_request().await.is_none());
@@ -193,7 +199,7 @@ async fn resolved_channel_gets_exactly_one_status_patch() {
 async fn status_left_from_before_a_managed_fields_reset_is_replaced() {
     let channel = calls_channel("+12125551234");
     let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[phone_configuration()]);
-    let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel.clone()), ctx.clone()));
+    let reconcile = tokio::spawn(reconcile_channel(cached(&channel), ctx.clone()));
 
     let (request, send) = handle.next_request().await.expect("a status apply");
     let applied = body_json(request).await["status"].clone();
@@ -231,7 +237,7 @@ async fn status_left_from_before_a_managed_fields_reset_is_replaced() {
     );
     stored["status"] = applied;
     respond(send, stored);
-    reconcile.await.unwrap().expect("reconcile succeeds");
+    assert_eq!(reconcile.await.unwrap(), None, "reconcile succeeds");
     drop(ctx);
     assert!(handle.next_request().await.is_none());
 }
@@ -241,7 +247,7 @@ async fn status_left_from_before_a_managed_fields_reset_is_replaced() {
 async fn an_apply_returning_other_conditions_is_not_repeated_without_a_reset() {
     let channel = calls_channel("+12125551234");
     let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[phone_configuration()]);
-    let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel.clone()), ctx.clone()));
+    let reconcile = tokio::spawn(reconcile_channel(cached(&channel), ctx.clone()));
     let (request, send) = handle.next_request().await.expect("a status apply");
     let mut stored = serde_json::to_value(&channel).unwrap();
     stored["status"] = body_json(request).await["status"].clone();
@@ -251,7 +257,7 @@ async fn an_apply_returning_other_conditions_is_not_repeated_without_a_reset() {
                      "lastTransitionTime": "2023-11-14T22:00:00Z"}),
     );
     respond(send, stored);
-    reconcile.await.unwrap().expect("reconcile succeeds");
+    assert_eq!(reconcile.await.unwrap(), None, "reconcile succeeds");
     drop(ctx);
     assert!(handle.next_request().await.is_none());
 }
@@ -261,7 +267,7 @@ async fn an_apply_returning_other_conditions_is_not_repeated_without_a_reset() {
 async fn a_channel_deleted_before_its_write_is_gone_not_an_error() {
     let channel = calls_channel("+12125551234");
     let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[phone_configuration()]);
-    let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel), ctx.clone()));
+    let reconcile = tokio::spawn(reconcile_channel(cached(&channel), ctx.clone()));
     let (_, send) = handle.next_request().await.expect("a status apply");
     send.send_response(
         Response::builder()
@@ -276,7 +282,7 @@ async fn a_channel_deleted_before_its_write_is_gone_not_an_error() {
             ))
             .unwrap(),
     );
-    reconcile.await.unwrap().expect("no error");
+    assert_eq!(reconcile.await.unwrap(), None, "no error, no retry");
     let text = ctx.metrics.render();
     assert!(
         text.contains("reconciles_total{kind=\"DeploymentChannel\",result=\"gone\"} 1"),
@@ -295,9 +301,11 @@ async fn unchanged_status_sends_nothing() {
     let (ctx, handle) = context(std::slice::from_ref(&channel), &[pc]);
     // Any request would now fail, and so would the reconcile.
     drop(handle);
-    reconcile_channel(Arc::new(channel), ctx.clone())
-        .await
-        .expect("no request was needed");
+    assert_eq!(
+        reconcile_channel(cached(&channel), ctx.clone()).await,
+        None,
+        "no request was needed"
+    );
     let text = ctx.metrics.render();
     assert!(
         text.contains("reconciles_total{kind=\"DeploymentChannel\",result=\"unchanged\"} 1"),
@@ -315,7 +323,7 @@ async fn losing_readiness_patches_status_then_records_one_event() {
     ));
     // The PhoneConfiguration is gone from the cache.
     let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[]);
-    let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel.clone()), ctx.clone()));
+    let reconcile = tokio::spawn(reconcile_channel(cached(&channel), ctx.clone()));
 
     let (request, send) = handle.next_request().await.expect("a status patch");
     assert!(
@@ -353,14 +361,17 @@ async fn losing_readiness_patches_status_then_records_one_event() {
             .starts_with("PhoneConfigurationNotFound: PhoneConfiguration \"line\" does not exist")
     );
     respond(send, event);
-    reconcile.await.unwrap().expect("reconcile succeeds");
+    assert_eq!(reconcile.await.unwrap(), None, "reconcile succeeds");
 }
 
-#[tokio::test]
-async fn api_errors_are_returned_for_backoff() {
-    let channel = calls_channel("+12125551234");
-    let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[phone_configuration()]);
-    let reconcile = tokio::spawn(reconcile_channel(Arc::new(channel.clone()), ctx.clone()));
+/// Runs one reconcile of `channel` whose status patch the API server
+/// answers with a 504; what the reconcile answers.
+async fn reconcile_failing(
+    channel: &DeploymentChannel,
+    ctx: &Arc<Context>,
+    handle: &mut Handle<Request<Body>, Response<Body>>,
+) -> Option<Duration> {
+    let reconcile = tokio::spawn(reconcile_channel(cached(channel), ctx.clone()));
     let (_, send) = handle.next_request().await.expect("a status patch");
     let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd timeout",
                         "reason": "Timeout", "code": 504});
@@ -370,24 +381,25 @@ async fn api_errors_are_returned_for_backoff() {
             .body(Body::from(serde_json::to_vec(&status).unwrap()))
             .unwrap(),
     );
-    let error = reconcile
-        .await
-        .unwrap()
-        .expect_err("the API error is returned");
-    assert_eq!(error.reason(), "Timeout");
-    // The error policy counts the error and backs off, longer each time.
-    let channel = Arc::new(channel);
-    let first = error_policy(channel.clone(), &error, ctx.clone());
-    let second = error_policy(channel.clone(), &error, ctx.clone());
-    assert_eq!(first, Action::requeue(Duration::from_millis(250)));
-    assert_eq!(second, Action::requeue(Duration::from_millis(500)));
+    reconcile.await.unwrap()
+}
+
+#[tokio::test]
+async fn api_errors_are_counted_and_retried_with_backoff() {
+    let channel = calls_channel("+12125551234");
+    let (ctx, mut handle) = context(std::slice::from_ref(&channel), &[phone_configuration()]);
+    // Counted, and retried later each time.
+    let first = reconcile_failing(&channel, &ctx, &mut handle).await;
+    let second = reconcile_failing(&channel, &ctx, &mut handle).await;
+    assert_eq!(first, Some(Duration::from_millis(250)));
+    assert_eq!(second, Some(Duration::from_millis(500)));
     assert!(ctx.metrics.render().lines().any(|l| l
         == "deploymentchannel_operator_reconcile_errors_total{kind=\"DeploymentChannel\",reason=\"Timeout\"} 2"));
     // A success resets the backoff; a delete forgets it.
     ctx.reset_failures(&ObjectKey::new(NS, "support"));
     assert_eq!(
-        error_policy(channel.clone(), &error, ctx.clone()),
-        Action::requeue(Duration::from_millis(250))
+        reconcile_failing(&channel, &ctx, &mut handle).await,
+        Some(Duration::from_millis(250))
     );
     assert_eq!(ctx.records(), (0, 1));
     ctx.forget_channel(&ObjectKey::new(NS, "support"));
@@ -429,7 +441,7 @@ async fn phone_configuration_counts_bound_channels() {
     let mut stored = serde_json::to_value(&pc).unwrap();
     stored["status"] = body["status"].clone();
     respond(send, stored);
-    reconcile.await.unwrap().expect("reconcile succeeds");
+    assert_eq!(reconcile.await.unwrap(), None, "reconcile succeeds");
 }
 
 /// A channel named `name` whose Ready condition is `ready` with `reason`, or without a status.
@@ -450,7 +462,6 @@ fn channel_with_ready(name: &str, ready: Option<(&str, &str)>) -> DeploymentChan
 async fn channels_are_counted_by_ready_reason_and_failed_watches_are_counted() {
     let (ctx, _handle) = context(&[], &[]);
     let metrics = ctx.metrics.clone();
-    let (_, writer) = reflector::store_shared::<DeploymentChannel>(16);
     let (phones, _) = reflector::store::<PhoneConfiguration>();
     let (channel_trigger, _channel_triggers) = futures::channel::mpsc::unbounded();
     let (phone_trigger, _phone_triggers) = futures::channel::mpsc::unbounded();
@@ -479,10 +490,10 @@ async fn channels_are_counted_by_ready_reason_and_failed_watches_are_counted() {
     ];
     ingest::channels(
         futures::stream::iter(events),
-        writer,
         ingest::ChannelTables {
             index: ctx.index.clone(),
             tally: ingest::ReadinessTally::default(),
+            cache: ctx.channels.clone(),
             ctx: ctx.clone(),
         },
         phones,

@@ -18,7 +18,6 @@ use kube::{
     Api, Resource,
     runtime::{
         events::{Event, EventType},
-        reflector::Store,
         watcher,
     },
 };
@@ -118,7 +117,8 @@ pub enum Notice<K> {
     Retry(ObjectKey),
 }
 
-/// Decodes each stored object of a watch on its own. Readable objects go on
+/// Decodes each stored object of a watch on its own (`cached` names the
+/// objects the cache holds). Readable objects go on
 /// as usual; an unreadable one is recorded in `unreadable` and announced on
 /// `notices`, and leaves the caches (an `Apply` becomes a `Delete`). Objects
 /// that vanished while the watch was down are announced gone when the
@@ -126,7 +126,7 @@ pub enum Notice<K> {
 pub fn decoded<K>(
     events: impl Stream<Item = watcher::Result<watcher::Event<Stored<K>>>> + Send,
     unreadable: Arc<Unreadable>,
-    cache: Store<K>,
+    cached: impl Fn() -> Vec<ObjectKey> + Send + 'static,
     notices: mpsc::UnboundedSender<Notice<K>>,
 ) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send
 where
@@ -143,12 +143,7 @@ where
         let out = match event {
             watcher::Event::Init => {
                 listed.clear();
-                before = cache
-                    .state()
-                    .iter()
-                    .filter_map(|object| ObjectKey::of(object.as_ref()))
-                    .chain(unreadable.keys())
-                    .collect();
+                before = cached().into_iter().chain(unreadable.keys()).collect();
                 Some(watcher::Event::Init)
             }
             watcher::Event::InitApply(stored) => {
@@ -499,8 +494,8 @@ fn truncate(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::cached::ChannelCache;
     use futures::stream;
-    use kube::runtime::reflector;
     use serde_json::{Value, json};
 
     use super::*;
@@ -565,13 +560,13 @@ mod tests {
     async fn run(
         events: Vec<watcher::Event<Stored<DeploymentChannel>>>,
         unreadable: &Arc<Unreadable>,
-        cache: Store<DeploymentChannel>,
+        cache: ChannelCache,
         tx: mpsc::UnboundedSender<Notice<DeploymentChannel>>,
     ) -> Vec<watcher::Event<DeploymentChannel>> {
         decoded(
             stream::iter(events.into_iter().map(Ok)),
             unreadable.clone(),
-            cache,
+            move || cache.keys(),
             tx,
         )
         .map(|e| e.unwrap())
@@ -583,7 +578,7 @@ mod tests {
     async fn an_unreadable_object_never_stops_a_list_or_a_watch() {
         let metrics = Arc::new(Metrics::default());
         let unreadable = Arc::new(Unreadable::new("DeploymentChannel", metrics.clone()));
-        let (cache, _writer) = reflector::store::<DeploymentChannel>();
+        let cache = ChannelCache::default();
         let (tx, mut rx) = mpsc::unbounded();
         let out = run(
             vec![
@@ -650,7 +645,7 @@ mod tests {
             "DeploymentChannel",
             Arc::new(Metrics::default()),
         ));
-        let (cache, _writer) = reflector::store::<DeploymentChannel>();
+        let cache = ChannelCache::default();
         let (tx, mut rx) = mpsc::unbounded();
         let out = run(
             vec![
