@@ -6,11 +6,11 @@
 //! and each is decoded on its own: the unreadable ones become a
 //! [`FieldError`] naming the field, in the API server's words. Pure: no I/O.
 
-use std::{borrow::Cow, marker::PhantomData};
+use std::{borrow::Cow, collections::BTreeMap, marker::PhantomData};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::Resource;
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
 use crate::{
@@ -23,15 +23,59 @@ use crate::{
 
 /// An object of kind `K` as the API server stores it: its metadata (which
 /// the API server itself validates, so it always reads) and the rest as JSON.
+/// `managedFields`, often most of an object's bytes and never read from a
+/// watch, is skipped while parsing, so it is never allocated.
 #[derive(Deserialize, Serialize)]
 #[serde(bound = "")]
 pub struct Stored<K> {
+    #[serde(deserialize_with = "without_managed_fields")]
     pub metadata: ObjectMeta,
     /// `apiVersion`, `kind`, `spec`, `status`, undecoded.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
     #[serde(skip)]
     kind: PhantomData<fn() -> K>,
+}
+
+/// Reads `metadata`, skipping `managedFields`.
+fn without_managed_fields<'de, D: Deserializer<'de>>(input: D) -> Result<ObjectMeta, D::Error> {
+    /// ObjectMeta's fields but `managedFields`, which serde skips unread.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Lean {
+        annotations: Option<BTreeMap<String, String>>,
+        creation_timestamp: Option<Time>,
+        deletion_grace_period_seconds: Option<i64>,
+        deletion_timestamp: Option<Time>,
+        finalizers: Option<Vec<String>>,
+        generate_name: Option<String>,
+        generation: Option<i64>,
+        labels: Option<BTreeMap<String, String>>,
+        name: Option<String>,
+        namespace: Option<String>,
+        owner_references: Option<Vec<OwnerReference>>,
+        resource_version: Option<String>,
+        self_link: Option<String>,
+        uid: Option<String>,
+    }
+    let lean = Lean::deserialize(input)?;
+    Ok(ObjectMeta {
+        annotations: lean.annotations,
+        creation_timestamp: lean.creation_timestamp,
+        deletion_grace_period_seconds: lean.deletion_grace_period_seconds,
+        deletion_timestamp: lean.deletion_timestamp,
+        finalizers: lean.finalizers,
+        generate_name: lean.generate_name,
+        generation: lean.generation,
+        labels: lean.labels,
+        managed_fields: None,
+        name: lean.name,
+        namespace: lean.namespace,
+        owner_references: lean.owner_references,
+        resource_version: lean.resource_version,
+        self_link: lean.self_link,
+        uid: lean.uid,
+    })
 }
 
 impl<K> Stored<K> {

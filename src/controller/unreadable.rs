@@ -16,6 +16,7 @@ use std::{
 use futures::{Stream, StreamExt, channel::mpsc, future};
 use kube::{
     Api, Resource,
+    api::{ApiResource, DynamicObject},
     runtime::{
         events::{Event, EventType},
         watcher,
@@ -429,7 +430,14 @@ async fn report_one<K: Reported>(
     {
         return Ok(());
     }
-    let api: Api<Stored<K>> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    // Written as a plain object: its metadata decoded in full (the watch's
+    // `Stored` form leaves managedFields out), since the apply's response
+    // tells whether the API server reset them.
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &key.namespace,
+        &ApiResource::erase::<K>(&()),
+    );
     // Only onto the version the status was computed for: a write that
     // lands after the object was fixed would put back a stale Stalled.
     let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()),

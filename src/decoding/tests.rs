@@ -45,6 +45,28 @@ fn a_readable_object_keeps_its_metadata() {
 }
 
 #[test]
+fn managed_fields_are_skipped_and_the_rest_of_the_metadata_is_kept() {
+    let mut object = channel(web());
+    object["metadata"] = json!({
+        "name": "c", "namespace": "ns", "uid": "u-1", "generation": 3, "resourceVersion": "42",
+        "creationTimestamp": "2026-01-02T03:04:05Z", "deletionTimestamp": "2026-01-03T03:04:05Z",
+        "deletionGracePeriodSeconds": 30, "generateName": "c-", "selfLink": "/x",
+        "labels": {"team": "a"}, "annotations": {"note": "n"}, "finalizers": ["f"],
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u-2"}],
+        "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1",
+                           "fieldsV1": {"f:spec": {"f:channelIdentifier": {}}}}]
+    });
+    let expected: ObjectMeta = {
+        let mut full = object["metadata"].clone();
+        full.as_object_mut().unwrap().remove("managedFields");
+        serde_json::from_value(full).unwrap()
+    };
+    let read: Stored<DeploymentChannel> = stored(object);
+    assert_eq!(read.metadata, expected);
+    assert!(read.metadata.managed_fields.is_none());
+}
+
+#[test]
 fn each_problem_names_its_field_in_the_api_servers_words() {
     let mut wrong_enum = web();
     wrong_enum["deploymentType"] = json!("FAX");
