@@ -18,6 +18,7 @@ use std::{
 
 use deploymentchannel_operator::{
     api::{DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration},
+    cached::{CachedChannel, ChannelCache},
     controller::{cached_form, now},
     index::{Index, ObjectKey},
     status::desired_channel_status,
@@ -189,7 +190,8 @@ fn main() {
     }
     drop(stripped);
 
-    // The cache: each object behind an Arc, keyed by an ObjectRef.
+    // The cache before: each stripped object behind an Arc in kube's
+    // reflector store, keyed by an ObjectRef.
     let (store, mut writer) = reflector::store::<DeploymentChannel>();
     let before = live();
     writer.apply_watcher_event(&watcher::Event::Init);
@@ -197,14 +199,33 @@ fn main() {
         writer.apply_watcher_event(&watcher::Event::InitApply(channel.clone()));
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);
-    measure(&mut rows, "cache entry (object, Arc, key)", before);
+    measure(
+        &mut rows,
+        "before: cache entry (stripped object, Arc, ObjectRef key)",
+        before,
+    );
     assert_eq!(store.len(), n);
+    drop((store, writer));
 
-    // The index of claims and references.
+    // The cache now: the compact form, found by its own key.
+    let cache = ChannelCache::default();
+    let before = live();
+    for channel in &channels {
+        cache.insert(CachedChannel::of(channel).expect("named"));
+    }
+    measure(&mut rows, "cache entry (compact form, its key)", before);
+    assert_eq!(cache.len(), n);
+
+    // The index of claims and references, sharing the cache's keys.
     let before = live();
     let mut index = Index::default();
     for channel in &channels {
-        index.apply(channel);
+        let key = cache
+            .get(&ObjectKey::of(channel).expect("named"))
+            .expect("cached")
+            .key
+            .clone();
+        index.apply_keyed(key, channel);
     }
     measure(&mut rows, "index entry", before);
     assert_eq!(index.len(), n);
@@ -235,5 +256,5 @@ fn main() {
             allocations as f64 / n as f64
         );
     }
-    drop((store, writer, index, Arc::new(())));
+    drop((cache, index, Arc::new(())));
 }
