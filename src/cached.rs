@@ -10,10 +10,11 @@
 
 use std::{
     borrow::Borrow,
-    collections::HashSet,
     hash::{DefaultHasher, Hash, Hasher},
     sync::{Arc, RwLock},
 };
+
+use foldhash::HashSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::Serialize;
@@ -21,7 +22,7 @@ use serde::Serialize;
 use crate::{
     api::{DeploymentChannel, DeploymentChannelSpec, DeploymentChannelStatus, find_condition},
     index::ObjectKey,
-    status::condition,
+    status::{condition, reason},
 };
 
 /// A fingerprint of a status: equal statuses have equal digests, and two
@@ -127,15 +128,94 @@ impl StatusSummary {
     }
 }
 
+/// A channel's Ready condition as the `channels` metric labels it:
+/// (status, reason).
+pub type ReadyLabel = (&'static str, &'static str);
+
+/// Reasons a Ready condition can carry; any other (a status not written
+/// by this operator) is counted as `Other`, so the label stays bounded.
+const READY_REASONS: [&str; 8] = [
+    reason::READY,
+    reason::INVALID_SPEC,
+    reason::IDENTIFIER_CONFLICT,
+    reason::PHONE_CONFIGURATION_NOT_FOUND,
+    reason::PHONE_CONFIGURATION_NOT_READY,
+    reason::CAPABILITY_MISSING,
+    reason::PHONE_NUMBER_MISMATCH,
+    "Other",
+];
+
+/// The label of a stored status's Ready condition.
+pub fn ready_label(status: Option<&DeploymentChannelStatus>) -> ReadyLabel {
+    let Some(ready) = status.and_then(|s| find_condition(&s.conditions, condition::READY)) else {
+        return ("Unknown", "NoStatus");
+    };
+    let status = match ready.status.as_str() {
+        "True" => "True",
+        "False" => "False",
+        _ => "Unknown",
+    };
+    let reason = READY_REASONS
+        .into_iter()
+        .find(|r| *r == ready.reason)
+        .unwrap_or("Other");
+    (status, reason)
+}
+
+/// A uid. The API server's are UUIDs, kept as their 16 bytes; any other
+/// text is kept as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Uid {
+    Uuid([u8; 16]),
+    Text(Box<str>),
+}
+
+impl Uid {
+    pub fn new(text: &str) -> Self {
+        let hex: String = text.chars().filter(|c| *c != '-').collect();
+        let bytes = (hex.len() == 32)
+            .then(|| u128::from_str_radix(&hex, 16).ok())
+            .flatten()
+            .map(u128::to_be_bytes);
+        match bytes {
+            // Only when it reads back the same (lower case, dashes where a UUID has them).
+            Some(bytes) if Uid::Uuid(bytes).to_string() == text => Uid::Uuid(bytes),
+            _ => Uid::Text(text.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Uid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Uid::Uuid(bytes) => {
+                let hex = format!("{:032x}", u128::from_be_bytes(*bytes));
+                write!(
+                    f,
+                    "{}-{}-{}-{}-{}",
+                    &hex[..8],
+                    &hex[8..12],
+                    &hex[12..16],
+                    &hex[16..20],
+                    &hex[20..]
+                )
+            }
+            Uid::Text(text) => f.write_str(text),
+        }
+    }
+}
+
 /// One DeploymentChannel as the cache keeps it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachedChannel {
     pub key: ObjectKey,
-    pub uid: Option<Box<str>>,
+    pub uid: Option<Uid>,
     pub resource_version: Box<str>,
     pub generation: Option<i64>,
     pub spec: DeploymentChannelSpec,
     pub status: Option<StatusSummary>,
+    /// The stored status's Ready condition, as the `channels` metric counts it.
+    pub ready: ReadyLabel,
 }
 
 impl CachedChannel {
@@ -149,11 +229,12 @@ impl CachedChannel {
         let meta = &channel.metadata;
         Self {
             key,
-            uid: meta.uid.as_deref().map(Box::from),
+            uid: meta.uid.as_deref().map(Uid::new),
             resource_version: meta.resource_version.as_deref().unwrap_or_default().into(),
             generation: meta.generation,
             spec: channel.spec.clone(),
             status: channel.status.as_ref().map(StatusSummary::of),
+            ready: ready_label(channel.status.as_ref()),
         }
     }
 }
@@ -208,13 +289,16 @@ impl ChannelCache {
         self.read().contains(key)
     }
 
-    /// Adds a channel, or replaces the one with its key.
-    pub fn insert(&self, channel: CachedChannel) {
-        self.write().replace(Entry(Arc::new(channel)));
+    /// Adds a channel, or replaces the one with its key; returns that one.
+    pub fn insert(&self, channel: CachedChannel) -> Option<Arc<CachedChannel>> {
+        self.write()
+            .replace(Entry(Arc::new(channel)))
+            .map(|entry| entry.0)
     }
 
-    pub fn remove(&self, key: &ObjectKey) {
-        self.write().remove(key);
+    /// Removes a channel; returns it.
+    pub fn remove(&self, key: &ObjectKey) -> Option<Arc<CachedChannel>> {
+        self.write().take(key).map(|entry| entry.0)
     }
 
     pub fn keys(&self) -> Vec<ObjectKey> {
@@ -366,12 +450,61 @@ mod tests {
     }
 
     #[test]
+    fn uuids_are_kept_as_bytes_and_read_back_the_same_and_other_uids_as_text() {
+        let uuid = "6f1c2a4e-3b5d-4c7e-9f80-0123456789ab";
+        assert!(matches!(Uid::new(uuid), Uid::Uuid(_)));
+        assert_eq!(Uid::new(uuid).to_string(), uuid);
+        for text in [
+            "6F1C2A4E-3B5D-4C7E-9F80-0123456789AB",
+            "6f1c2a4e3b5d4c7e9f800123456789ab",
+            "6f1c2a4e-3b5d-4c7e-9f80-0123456789a",
+            "chan-uid",
+            "",
+        ] {
+            assert_eq!(Uid::new(text), Uid::Text(text.into()), "{text}");
+            assert_eq!(Uid::new(text).to_string(), text);
+        }
+    }
+
+    #[test]
+    fn the_ready_label_is_bounded() {
+        let channel = web_channel("https://example.com");
+        let mut status = status_of(&channel, None, 100);
+        assert_eq!(ready_label(None), ("Unknown", "NoStatus"));
+        assert_eq!(ready_label(Some(&status)), ("True", "Ready"));
+        status.conditions[0].status = "Maybe".into();
+        status.conditions[0].reason = "SomethingElse".into();
+        assert_eq!(ready_label(Some(&status)), ("Unknown", "Other"));
+    }
+
+    #[test]
+    fn the_cache_holds_one_entry_per_key_the_latest() {
+        let cache = ChannelCache::default();
+        let mut channel = web_channel("https://example.com");
+        assert!(cache.insert(CachedChannel::of(&channel).unwrap()).is_none());
+        channel.metadata.resource_version = Some("13".into());
+        let replaced = cache.insert(CachedChannel::of(&channel).unwrap());
+        assert_eq!(
+            replaced.map(|c| c.resource_version.to_string()),
+            Some("12".into())
+        );
+        let key = ObjectKey::new("team-a", "site");
+        assert_eq!(cache.len(), 1);
+        assert_eq!(&*cache.get(&key).unwrap().resource_version, "13");
+        assert_eq!(cache.keys(), std::slice::from_ref(&key));
+        assert!(cache.remove(&key).is_some());
+        assert!(cache.remove(&key).is_none());
+        assert!(cache.is_empty());
+        assert!(cache.get(&key).is_none());
+    }
+
+    #[test]
     fn the_cached_form_keeps_what_reconciles_read() {
         let mut channel = web_channel("https://example.com");
         channel.status = Some(status_of(&channel, None, 100));
         let cached = CachedChannel::of(&channel).unwrap();
         assert_eq!(cached.key, ObjectKey::new("team-a", "site"));
-        assert_eq!(cached.uid.as_deref(), Some("uid-1"));
+        assert_eq!(cached.uid, Some(Uid::Text("uid-1".into())));
         assert_eq!(&*cached.resource_version, "12");
         assert_eq!(cached.generation, Some(3));
         assert_eq!(cached.spec, channel.spec);

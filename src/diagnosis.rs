@@ -362,7 +362,7 @@ fn claims(
     }
     index.apply(channel);
     let identifier = validate_channel(&channel.spec)
-        .map(|valid| valid.claim().identifier)
+        .map(|valid| valid.claim().identifier.to_string())
         .unwrap_or_else(|_| channel.spec.channel_identifier.clone());
     let conflict = (reason == Some(Reason::IdentifierConflict)).then(|| {
         // A same-namespace candidate that is itself in conflict is not the

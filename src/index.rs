@@ -8,10 +8,9 @@
 //! Every change says which other objects it affects, so the controllers
 //! re-reconcile exactly those.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::Arc,
-};
+use std::{collections::BTreeSet, sync::Arc};
+
+use foldhash::HashMap;
 
 use jiff::Timestamp;
 
@@ -49,10 +48,9 @@ impl ObjectKey {
 
 /// Namespaces are few and shared by many objects: each is held once.
 mod namespaces {
-    use std::{
-        collections::HashSet,
-        sync::{Arc, Mutex, OnceLock},
-    };
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use foldhash::HashSet;
 
     /// Above this many distinct namespaces the set is no longer grown (a
     /// key then holds its own copy), so it cannot grow without bound.

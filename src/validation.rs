@@ -94,7 +94,8 @@ pub enum ValidChannel {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Claim {
     pub deployment_type: DeploymentType,
-    pub identifier: String,
+    /// Shared by the index's copies of the claim.
+    pub identifier: std::sync::Arc<str>,
 }
 
 impl ValidChannel {
@@ -119,7 +120,7 @@ impl ValidChannel {
         };
         Claim {
             deployment_type: self.deployment_type(),
-            identifier,
+            identifier: identifier.into(),
         }
     }
 

@@ -54,7 +54,7 @@ fn run_defaults() {
     assert_eq!(args.lease_name, "deploymentchannel-operator");
     assert_eq!(args.lease_duration_seconds, 15);
     assert_eq!(args.concurrency, 16);
-    assert_eq!(args.bound_channels_refresh_seconds, 60);
+    assert_eq!(args.bound_channels_refresh_seconds, 300);
 }
 
 #[test]

@@ -137,7 +137,7 @@ async fn publish(ctx: &Context, channel: &CachedChannel, change: ReadinessChange
         kind: Some(KIND.into()),
         namespace: Some(key.namespace.to_string()),
         name: Some(key.name.to_string()),
-        uid: channel.uid.as_deref().map(str::to_string),
+        uid: channel.uid.as_ref().map(ToString::to_string),
         resource_version: Some(channel.resource_version.to_string()),
         field_path: None,
     };

@@ -3,10 +3,11 @@
 //! Every watch goes through one mechanism: [`Relist`] turns its events into
 //! `apply` and `delete` calls on a [`Table`], a relist being the applies of
 //! what was listed followed by the deletes of what was not. The tables are
-//! everything kept per object besides the caches: the index and the
-//! readiness tally for channels, the spec versions for PhoneConfigurations,
-//! and the reconciles' own records (status writes in flight, backoff), so a
-//! deleted object leaves nothing behind.
+//! everything kept per object: for channels the index, the readiness tally
+//! and the cache itself (updated in place, also during a relist); for
+//! PhoneConfigurations the spec versions (their cache is kube's reflector
+//! store); and the reconciles' own records (status writes in flight,
+//! backoff), so a deleted object leaves nothing behind.
 //!
 //! The index is updated *before* the cache, so a reconcile that the cache
 //! starts always sees an index at least as new as its object; triggers for
@@ -14,11 +15,12 @@
 //! reads the change that triggered it.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::BTreeSet,
     mem,
     sync::{Arc, Mutex},
 };
 
+use foldhash::{HashMap, HashSet, HashSetExt};
 use futures::{Stream, StreamExt, channel::mpsc::UnboundedSender, future};
 use kube::{
     Resource,
@@ -32,11 +34,11 @@ use tracing::warn;
 
 use super::{Context, coalesce::Request};
 use crate::{
-    api::{DeploymentChannel, PhoneConfiguration, find_condition},
-    cached::{CachedChannel, ChannelCache},
+    api::{DeploymentChannel, PhoneConfiguration},
+    cached::{CachedChannel, ChannelCache, ReadyLabel},
     index::{Affected, Index, ObjectKey},
     metrics::{KindLabels, Metrics, ReadyLabels, TableLabels},
-    status::{condition, reason},
+    status::reason,
     sync::lock,
 };
 
@@ -170,17 +172,20 @@ impl Table<DeploymentChannel> for ChannelTables {
         let Some(key) = ObjectKey::of(channel) else {
             return Affected::default();
         };
-        self.tally.apply(key.clone(), channel);
         let affected = lock(&self.index).apply_keyed(key.clone(), channel);
-        self.cache.insert(CachedChannel::with_key(key, channel));
+        let cached = CachedChannel::with_key(key, channel);
+        let ready = cached.ready;
+        let old = self.cache.insert(cached);
+        self.tally.apply(old.map(|c| c.ready), ready);
         affected
     }
 
     fn delete(&mut self, key: &ObjectKey) -> Affected {
-        self.tally.delete(key);
         self.ctx.forget_channel(key);
         let affected = lock(&self.index).delete(key);
-        self.cache.remove(key);
+        if let Some(old) = self.cache.remove(key) {
+            self.tally.delete(old.ready);
+        }
         affected
     }
 
@@ -381,66 +386,29 @@ pub(super) async fn phone_configurations(
 
 /// Channels counted by their Ready condition's status and reason, kept up
 /// to date from watch events so that scraping `/metrics` costs nothing.
+/// Each channel's own label is kept in its cache entry.
 #[derive(Default)]
 pub(super) struct ReadinessTally {
-    ready_of: HashMap<ObjectKey, ReadyLabel>,
     /// Every (status, reason) seen stays, so that a count that drops to zero is exported as 0.
     counts: HashMap<ReadyLabel, i64>,
 }
 
-/// A channel's Ready condition as the metric labels it: (status, reason).
-type ReadyLabel = (&'static str, &'static str);
-
-/// Reasons a Ready condition can carry; any other (a status not written
-/// by this operator) is counted as `Other`, so the label stays bounded.
-const READY_REASONS: [&str; 8] = [
-    reason::READY,
-    reason::INVALID_SPEC,
-    reason::IDENTIFIER_CONFLICT,
-    reason::PHONE_CONFIGURATION_NOT_FOUND,
-    reason::PHONE_CONFIGURATION_NOT_READY,
-    reason::CAPABILITY_MISSING,
-    reason::PHONE_NUMBER_MISMATCH,
-    "Other",
-];
-
 impl ReadinessTally {
-    fn label(channel: &DeploymentChannel) -> ReadyLabel {
-        let ready = channel
-            .status
-            .as_ref()
-            .and_then(|s| find_condition(&s.conditions, condition::READY));
-        let Some(ready) = ready else {
-            return ("Unknown", "NoStatus");
-        };
-        let status = match ready.status.as_str() {
-            "True" => "True",
-            "False" => "False",
-            _ => "Unknown",
-        };
-        let reason = READY_REASONS
-            .into_iter()
-            .find(|r| *r == ready.reason)
-            .unwrap_or("Other");
-        (status, reason)
-    }
-
     fn add(&mut self, label: ReadyLabel, n: i64) {
         *self.counts.entry(label).or_default() += n;
     }
 
-    fn apply(&mut self, key: ObjectKey, channel: &DeploymentChannel) {
-        let label = Self::label(channel);
-        if let Some(old) = self.ready_of.insert(key, label) {
+    /// A channel's label went from `old` (none: it is new) to `new`.
+    fn apply(&mut self, old: Option<ReadyLabel>, new: ReadyLabel) {
+        if let Some(old) = old {
             self.add(old, -1);
         }
-        self.add(label, 1);
+        self.add(new, 1);
     }
 
-    fn delete(&mut self, key: &ObjectKey) {
-        if let Some(old) = self.ready_of.remove(key) {
-            self.add(old, -1);
-        }
+    /// A channel with label `old` is gone.
+    fn delete(&mut self, old: ReadyLabel) {
+        self.add(old, -1);
     }
 
     fn export(&self, metrics: &Metrics) {

@@ -1,9 +1,10 @@
 //! The shell around the pure core: watches both kinds into caches and the
 //! index, runs one controller per kind, and writes status.
 //!
-//! Data flow for each kind: watcher → strip metadata the operator never reads
-//! → (channels: update the index) → reflector cache, shared by both
-//! controllers → triggers for the objects a change affects.
+//! Data flow for each kind: watcher (metadata the operator never reads is
+//! skipped) → (channels: update the index) → cache, shared by both
+//! controllers (channels in their compact form, [`crate::cached`]) →
+//! triggers for the objects a change affects → [`scheduler`] → reconcile.
 
 mod channel;
 mod coalesce;
@@ -15,12 +16,12 @@ mod status_writer;
 mod unreadable;
 
 use std::{
-    collections::HashMap,
     future::Future,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
+use foldhash::{HashMap, HashMapExt};
 use futures::channel::mpsc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
@@ -108,7 +109,7 @@ impl Default for Settings {
             namespace: None,
             concurrency: 16,
             instance: None,
-            bound_channels_refresh: Duration::from_secs(60),
+            bound_channels_refresh: Duration::from_secs(300),
         }
     }
 }

@@ -6,13 +6,9 @@
 //! index share, so a queue of every channel (after a relist) costs a few
 //! words per channel.
 
-use std::{
-    collections::{HashSet, VecDeque},
-    future::Future,
-    pin::pin,
-    time::Duration,
-};
+use std::{collections::VecDeque, future::Future, pin::pin, time::Duration};
 
+use foldhash::HashSet;
 use futures::{Stream, StreamExt, stream::FusedStream, stream::FuturesUnordered};
 
 use crate::index::ObjectKey;

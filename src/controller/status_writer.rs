@@ -1,7 +1,9 @@
 //! Status writes: only when the desired status differs from what is stored,
 //! to the status subresource, by server-side apply with one field manager.
 
-use std::{collections::HashMap, fmt::Debug, sync::Mutex};
+use std::{fmt::Debug, sync::Mutex};
+
+use foldhash::HashMap;
 
 use crate::sync::lock;
 

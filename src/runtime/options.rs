@@ -66,7 +66,7 @@ pub struct RunArgs {
     /// Longest a PhoneConfiguration's boundChannels waits during a long burst of channel
     /// changes: it is written once changes settle for a second, and at least this often
     /// while they go on (each refresh is one more status write per PhoneConfiguration).
-    #[arg(long, env = "BOUND_CHANNELS_REFRESH_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, env = "BOUND_CHANNELS_REFRESH_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub bound_channels_refresh_seconds: u64,
 
     /// Seconds to let in-flight reconciles finish on SIGTERM or SIGINT.

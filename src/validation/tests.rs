@@ -75,7 +75,7 @@ fn seed_calls_example_is_valid() {
         }
     );
     assert_eq!(valid.required_capability(), Some(Capability::Voice));
-    assert_eq!(valid.claim().identifier, "+12125551234");
+    assert_eq!(&*valid.claim().identifier, "+12125551234");
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn web_claims_are_normalised() {
     );
     assert_ne!(claim("http://example.com"), claim("https://example.com"));
     assert_eq!(
-        claim("https://example.com").identifier,
+        &*claim("https://example.com").identifier,
         "https://example.com"
     );
 }
