@@ -155,9 +155,10 @@ pub struct Triggers {
     pub phone_configurations: UnboundedSender<Request<ObjectKey>>,
 }
 
-/// Everything kept per DeploymentChannel: the readiness tally, the index,
-/// and (last, so that a reconcile it starts sees an index at least as new)
-/// the cache. One key per channel, shared by all three.
+/// Everything kept per DeploymentChannel: the index, then the cache (after
+/// it, so that a reconcile sees an index at least as new as its channel),
+/// and the readiness tally's counts (each channel's own label is in its
+/// cache entry). One key per channel, shared by the index and the cache.
 pub(super) struct ChannelTables {
     pub index: Arc<Mutex<Index>>,
     pub tally: ReadinessTally,
