@@ -229,11 +229,16 @@ pub(super) async fn channels(
                 .cached_objects
                 .get_or_create(&labels)
                 .set(cache.len() as i64);
-            // The changed channel itself, or every channel once a list is complete.
+            // The changed channel itself (unless the change is only this
+            // replica's own status write), or every channel once a list is
+            // complete.
             match &event {
                 watcher::Event::Apply(channel) => {
                     if let Some(key) = ObjectKey::of(channel) {
-                        let _ = triggers.channels.unbounded_send(key);
+                        let version = channel.metadata.resource_version.as_deref();
+                        if !ctx.channel_status.cached(&key, version.unwrap_or_default()) {
+                            let _ = triggers.channels.unbounded_send(key);
+                        }
                     }
                 }
                 watcher::Event::InitDone => {

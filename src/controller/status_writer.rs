@@ -58,8 +58,15 @@ impl<K: Resource, S> Default for StatusWriter<K, S> {
     }
 }
 
-/// The resourceVersion a write replaced, and the status it wrote.
-type InFlight<S> = (Box<str>, Current<S>);
+/// A write the cache does not show yet.
+struct InFlight<S> {
+    /// The resourceVersion the write replaced.
+    replaced: Box<str>,
+    /// The resourceVersion the write made, when known.
+    made: Option<Box<str>>,
+    /// What it wrote.
+    status: Current<S>,
+}
 
 /// What a write did.
 #[derive(Debug, PartialEq, Eq)]
@@ -102,7 +109,7 @@ where
     ) -> Option<Current<S>> {
         let mut in_flight = lock(&self.in_flight);
         match in_flight.get(key) {
-            Some((replaced, written)) if **replaced == *version => return Some(written.clone()),
+            Some(write) if *write.replaced == *version => return Some(write.status.clone()),
             // The cache moved on: trust it from now on.
             Some(_) => {
                 in_flight.remove(key);
@@ -131,18 +138,40 @@ where
             "kind": K::kind(&()),
             "status": desired,
         });
-        match apply_status(api, &key.name, &patch).await {
-            Ok(()) => {}
+        let made = match apply_status(api, &key.name, &patch).await {
+            Ok(made) => made,
             // Deleted meanwhile (churn): its delete event is on its way.
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Written::Gone),
             Err(error) => return Err(error.into()),
-        }
-        let written = Current {
-            digest,
-            status: desired.clone(),
         };
-        lock(&self.in_flight).insert(key.clone(), (version.into(), written));
+        let write = InFlight {
+            replaced: version.into(),
+            made: made.map(String::into_boxed_str),
+            status: Current {
+                digest,
+                status: desired.clone(),
+            },
+        };
+        lock(&self.in_flight).insert(key.clone(), write);
         Ok(Written::Patched)
+    }
+
+    /// The cache now holds version `version` of `key`: forgets a write it
+    /// shows or replaced. Answers whether that version is exactly the one
+    /// this replica's write made, which needs no reconcile: its inputs are
+    /// those the write was computed from (a change of any of them brings
+    /// its own).
+    pub fn cached(&self, key: &ObjectKey, version: &str) -> bool {
+        let mut in_flight = lock(&self.in_flight);
+        let Some(write) = in_flight.get(key) else {
+            return false;
+        };
+        if *write.replaced == *version {
+            return false;
+        }
+        let made = write.made.as_deref() == Some(version);
+        in_flight.remove(key);
+        made
     }
 
     /// Keeps only the records of objects for which `keep` holds.
@@ -154,12 +183,13 @@ where
 /// Applies `patch` (apiVersion, kind, status, perhaps a resourceVersion to
 /// hold to) to the status subresource under the operator's field manager,
 /// then removes what an earlier managedFields reset left (see
-/// [`replace_leftovers`]).
+/// [`replace_leftovers`]). Answers the resourceVersion the writes made,
+/// when known.
 pub(super) async fn apply_status<R>(
     api: &Api<R>,
     name: &str,
     patch: &Value,
-) -> Result<(), kube::Error>
+) -> Result<Option<String>, kube::Error>
 where
     R: Resource + Serialize + DeserializeOwned + Clone + Debug,
 {
@@ -190,10 +220,11 @@ async fn replace_leftovers<R>(
     name: &str,
     written: &R,
     desired: &Value,
-) -> Result<(), kube::Error>
+) -> Result<Option<String>, kube::Error>
 where
     R: Resource + Serialize + DeserializeOwned + Clone + Debug,
 {
+    let made = written.meta().resource_version.clone();
     let reset = written
         .meta()
         .managed_fields
@@ -201,14 +232,14 @@ where
         .flatten()
         .any(|m| m.manager.as_deref() == Some(RESET_MANAGER));
     if !reset {
-        return Ok(());
+        return Ok(made);
     }
     let stored = serde_json::to_value(written)
         .ok()
         .and_then(|mut o| o.get_mut("status").map(Value::take))
         .unwrap_or(Value::Null);
     if stored == *desired {
-        return Ok(());
+        return Ok(made);
     }
     info!(
         object = name,
@@ -217,8 +248,8 @@ where
     // Only onto the object just written: a newer one gets its own reconcile.
     let version = written.meta().resource_version.as_deref();
     match merge_status(api, name, version, &stored, desired).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Ok(merged) => Ok(merged.meta().resource_version.clone()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(error) => Err(error),
     }
 }

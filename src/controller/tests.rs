@@ -517,3 +517,40 @@ async fn channels_are_counted_by_ready_reason_and_failed_watches_are_counted() {
         );
     }
 }
+
+/// Reconciles `channel` once; the API server answers its status write with
+/// resourceVersion 42 (the channel is cached at 41).
+async fn written_at_42(channel: &DeploymentChannel) -> Arc<Context> {
+    let (ctx, mut handle) = context(std::slice::from_ref(channel), &[phone_configuration()]);
+    let reconcile = tokio::spawn(reconcile_channel(cached(channel), ctx.clone()));
+    let (request, send) = handle.next_request().await.expect("a status apply");
+    let mut stored = serde_json::to_value(channel).unwrap();
+    stored["status"] = body_json(request).await["status"].clone();
+    stored["metadata"]["resourceVersion"] = json!("42");
+    respond(send, stored);
+    assert_eq!(reconcile.await.unwrap(), None, "reconcile succeeds");
+    assert_eq!(ctx.records(), (1, 0), "the write waits for the cache");
+    ctx
+}
+
+#[tokio::test]
+async fn the_watch_event_of_our_own_write_needs_no_reconcile() {
+    let ctx = written_at_42(&calls_channel("+12125551234")).await;
+    let key = ObjectKey::new(NS, "support");
+    // The version the write replaced is no news.
+    assert!(!ctx.channel_status.cached(&key, "41"));
+    assert_eq!(ctx.records(), (1, 0));
+    // The version it made: nothing to reconcile, and nothing left to remember.
+    assert!(ctx.channel_status.cached(&key, "42"));
+    assert_eq!(ctx.records(), (0, 0));
+}
+
+#[tokio::test]
+async fn a_version_after_our_write_is_reconciled() {
+    let ctx = written_at_42(&calls_channel("+12125551234")).await;
+    let key = ObjectKey::new(NS, "support");
+    // Someone changed the channel after (or instead of) our write landing.
+    assert!(!ctx.channel_status.cached(&key, "43"));
+    assert_eq!(ctx.records(), (0, 0));
+    assert!(!ctx.channel_status.cached(&key, "42"));
+}

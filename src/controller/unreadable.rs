@@ -443,7 +443,7 @@ async fn report_one<K: Reported>(
     let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()),
         "metadata": {"resourceVersion": version}, "status": desired});
     let written = match status_writer::apply_status(&api, &key.name, &patch).await {
-        Ok(()) => Ok(()),
+        Ok(_) => Ok(()),
         Err(error) if status_writer::cannot_apply(&error) => {
             let stored = stored.rest.get("status").cloned().unwrap_or(Value::Null);
             status_writer::merge_status(&api, &key.name, Some(&version), &stored, &patch["status"])

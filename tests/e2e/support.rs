@@ -238,6 +238,15 @@ impl Operator {
             &labels,
         ) as u64
     }
+
+    /// The size of one of the operator's per-object tables.
+    pub fn table_entries(&self, table: &str) -> u64 {
+        crate::harness::metric_value(
+            &self.metrics.render(),
+            "deploymentchannel_operator_table_entries",
+            &format!("table=\"{table}\""),
+        ) as u64
+    }
 }
 
 impl Ctx {
