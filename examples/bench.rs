@@ -281,15 +281,11 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
     );
     // Idle starts once the PhoneConfigurations have their final status too.
     phones_converged(&client, &ns, &work).await?;
-    // Let the operator see its own last writes come back (each channel's write
-    // comes back as one reconcile; a PhoneConfiguration's does not).
+    // Let the operator see its own last writes come back: it keeps a record
+    // of each channel write until its watch event arrives.
     let objects = (channel_count + work.phones.len()) as f64;
     operator
-        .wait_metric(
-            "reconciles_total",
-            "result=\"unchanged\"",
-            channel_count as f64,
-        )
+        .wait_metric_at_most("table_entries", "table=\"channel_status_writes\"", 0.0)
         .await?;
     let status_writes = operator
         .metric(
@@ -691,6 +687,23 @@ impl Operator {
         }
         Err(format!(
             "{name}{{{labels}}} did not reach {at_least} in 120s"
+        ))
+    }
+
+    async fn wait_metric_at_most(
+        &self,
+        name: &str,
+        labels: &str,
+        at_most: f64,
+    ) -> Result<(), String> {
+        for _ in 0..1200 {
+            if self.metric(name, labels).await <= at_most {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "{name}{{{labels}}} did not come down to {at_most} in 120s"
         ))
     }
 
