@@ -112,13 +112,24 @@ mod tests {
         );
     }
 
+    type ApiServer = mock::Handle<Request<Body>, Response<Body>>;
+
+    /// A relisting watch that asks for streaming lists (pages of 500
+    /// otherwise), over a mocked API server.
+    fn streaming_watch() -> (
+        impl futures::Stream<Item = watcher::Result<watcher::Event<DeploymentChannel>>> + Unpin,
+        ApiServer,
+    ) {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let api: Api<DeploymentChannel> = Api::namespaced(Client::new(service, "ns"), "ns");
+        let config = watcher::Config::default().page_size(500).streaming_lists();
+        (relisting(api, config).boxed(), handle)
+    }
+
     /// A streaming list first; refused, the list is paged.
     #[tokio::test]
     async fn a_refused_streaming_list_falls_back_to_pages() {
-        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let api: Api<DeploymentChannel> = Api::namespaced(Client::new(service, "ns"), "ns");
-        let config = watcher::Config::default().page_size(500).streaming_lists();
-        let mut watch = relisting(api, config).boxed();
+        let (mut watch, mut handle) = streaming_watch();
         let server = tokio::spawn(async move {
             let (request, send) = handle.next_request().await.expect("a streaming list");
             let uri = request.uri().to_string();
@@ -146,10 +157,7 @@ mod tests {
     /// Storage that cannot serve a streaming list answers with an error event.
     #[tokio::test]
     async fn a_streaming_list_the_storage_cannot_serve_falls_back_to_pages() {
-        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let api: Api<DeploymentChannel> = Api::namespaced(Client::new(service, "ns"), "ns");
-        let config = watcher::Config::default().page_size(500).streaming_lists();
-        let mut watch = relisting(api, config).boxed();
+        let (mut watch, mut handle) = streaming_watch();
         let server = tokio::spawn(async move {
             let (request, send) = handle.next_request().await.expect("a streaming list");
             assert!(request.uri().to_string().contains("sendInitialEvents=true"));
