@@ -31,6 +31,9 @@ impl E164 {
                 "{text:?} is not in E.164 format: '+', then 2 to 15 digits, no leading 0 (for example +12125551234)"
             ));
         }
+        if known_valid::contains(text) {
+            return Ok(Self(text.to_string()));
+        }
         let number = phonenumber::parse(None, text)
             .map_err(|e| format!("{text} is not a valid phone number: {e}"))?;
         if !number.is_valid() {
@@ -38,7 +41,11 @@ impl E164 {
                 "{text} is not a valid phone number: no numbering plan assigns it (check the country code and the digits)"
             ));
         }
-        Ok(Self(number.format().mode(Mode::E164).to_string()))
+        let normal = number.format().mode(Mode::E164).to_string();
+        if normal == text {
+            known_valid::insert(text);
+        }
+        Ok(Self(normal))
     }
 
     /// The number as `+` and digits.
@@ -50,6 +57,34 @@ impl E164 {
 impl std::fmt::Display for E164 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Numbers already found valid and in normal form. Checking a number
+/// against the numbering plans costs tens of microseconds, and the same few
+/// numbers are checked again for every channel event, reconcile and
+/// PhoneConfiguration that names them. Bounded: emptied when full.
+mod known_valid {
+    use std::sync::{Mutex, PoisonError};
+
+    use foldhash::HashSet;
+
+    const CAPACITY: usize = 1 << 16;
+
+    static NUMBERS: Mutex<Option<HashSet<Box<str>>>> = Mutex::new(None);
+
+    pub fn contains(number: &str) -> bool {
+        let numbers = NUMBERS.lock().unwrap_or_else(PoisonError::into_inner);
+        numbers.as_ref().is_some_and(|n| n.contains(number))
+    }
+
+    pub fn insert(number: &str) {
+        let mut numbers = NUMBERS.lock().unwrap_or_else(PoisonError::into_inner);
+        let numbers = numbers.get_or_insert_with(HashSet::default);
+        if numbers.len() >= CAPACITY {
+            numbers.clear();
+        }
+        numbers.insert(number.into());
     }
 }
 

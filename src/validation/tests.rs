@@ -114,6 +114,20 @@ fn valid_phone_numbers_across_plans() {
 }
 
 #[test]
+fn a_number_checked_again_gets_the_same_answer_from_the_memo() {
+    // A number of its own, so that no other test fills the memo with it.
+    let number = "+12125550199";
+    let first = E164::parse(number).unwrap();
+    assert!(super::known_valid::contains(number), "remembered as valid");
+    assert_eq!(E164::parse(number).unwrap(), first);
+    // An invalid number is never remembered, however often it is checked.
+    for _ in 0..2 {
+        assert!(E164::parse("+99912345670").is_err());
+        assert!(!super::known_valid::contains("+99912345670"));
+    }
+}
+
+#[test]
 fn phone_numbers_no_plan_assigns_are_invalid() {
     for number in ["+99912345678", "+10005551234", "+4412", "+1212555123"] {
         let err = E164::parse(number).unwrap_err();
