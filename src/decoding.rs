@@ -10,7 +10,10 @@ use std::{borrow::Cow, collections::BTreeMap, marker::PhantomData};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::Resource;
-use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
+use serde::{
+    Deserialize, Deserializer, Serialize,
+    de::{self, DeserializeOwned, DeserializeSeed, MapAccess, Visitor},
+};
 use serde_json::{Map, Value};
 
 use crate::{
@@ -25,16 +28,57 @@ use crate::{
 /// the API server itself validates, so it always reads) and the rest as JSON.
 /// `managedFields`, often most of an object's bytes and never read from a
 /// watch, is skipped while parsing, so it is never allocated.
-#[derive(Deserialize, Serialize)]
+#[derive(Serialize)]
 #[serde(bound = "")]
 pub struct Stored<K> {
-    #[serde(deserialize_with = "without_managed_fields")]
     pub metadata: ObjectMeta,
     /// `apiVersion`, `kind`, `spec`, `status`, undecoded.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
     #[serde(skip)]
     kind: PhantomData<fn() -> K>,
+}
+
+/// Read field by field: `metadata` through [`without_managed_fields`], every
+/// other field straight into the map. (A derived `#[serde(flatten)]` would
+/// buffer the whole object once more before building the map.)
+impl<'de, K> Deserialize<'de> for Stored<K> {
+    fn deserialize<D: Deserializer<'de>>(input: D) -> Result<Self, D::Error> {
+        struct Fields<K>(PhantomData<fn() -> K>);
+        impl<'de, K> Visitor<'de> for Fields<K> {
+            type Value = Stored<K>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<Stored<K>, A::Error> {
+                let mut metadata = None;
+                let mut rest = Map::new();
+                while let Some(name) = fields.next_key::<String>()? {
+                    if name == "metadata" {
+                        if metadata.is_some() {
+                            return Err(de::Error::duplicate_field("metadata"));
+                        }
+                        metadata = Some(fields.next_value_seed(LeanMetadata)?);
+                    } else {
+                        rest.insert(name, fields.next_value()?);
+                    }
+                }
+                let metadata = metadata.ok_or_else(|| de::Error::missing_field("metadata"))?;
+                Ok(Stored::new(metadata, rest))
+            }
+        }
+        input.deserialize_map(Fields(PhantomData))
+    }
+}
+
+/// [`without_managed_fields`] as a seed for a map's value.
+struct LeanMetadata;
+
+impl<'de> DeserializeSeed<'de> for LeanMetadata {
+    type Value = ObjectMeta;
+    fn deserialize<D: Deserializer<'de>>(self, input: D) -> Result<ObjectMeta, D::Error> {
+        without_managed_fields(input)
+    }
 }
 
 /// Reads `metadata`, skipping `managedFields`.
