@@ -345,6 +345,14 @@ pub(super) async fn phone_configurations(
                 }
             };
             ctx.metrics.watch_events.get_or_create(&labels).inc();
+            // The cache now shows this version: a status write it shows or
+            // replaced needs no record any more.
+            if let watcher::Event::Apply(pc) = &event
+                && let Some(key) = ObjectKey::of(pc)
+            {
+                let version = pc.metadata.resource_version.as_deref();
+                ctx.phone_status.cached(&key, version.unwrap_or_default());
+            }
             let mut changed = relist.on(&event, &mut tables);
             ctx.metrics
                 .cached_objects

@@ -41,8 +41,9 @@ impl<S: Serialize> Current<S> {
 /// Remembers each status this replica wrote until the cache shows it, so a
 /// reconcile that runs before the watch delivers our own write starts from
 /// what was written, not from the stale cached status, and does not write
-/// the same status again. An entry goes at the first reconcile after the
-/// cache has caught up, which our own write's watch event always causes.
+/// the same status again. An entry goes when the watch delivers the version
+/// the write made or a later one ([`cached`](Self::cached)), or at the first
+/// reconcile that finds the cache past the version the write replaced.
 pub struct StatusWriter<K: Resource, S> {
     /// Object → its write the cache does not show yet.
     in_flight: Mutex<HashMap<ObjectKey, InFlight<S>>>,

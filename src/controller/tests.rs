@@ -440,8 +440,34 @@ async fn phone_configuration_counts_bound_channels() {
     assert_eq!(body["status"]["conditions"][0]["status"], "True");
     let mut stored = serde_json::to_value(&pc).unwrap();
     stored["status"] = body["status"].clone();
-    respond(send, stored);
+    stored["metadata"]["resourceVersion"] = json!("8");
+    respond(send, stored.clone());
     assert_eq!(reconcile.await.unwrap(), None, "reconcile succeeds");
+    assert_eq!(ctx.records(), (1, 0), "the write waits for the cache");
+
+    // The watch brings the write back: its record goes.
+    let (_, writer) = reflector::store::<PhoneConfiguration>();
+    let (channel_trigger, _channel_triggers) = futures::channel::mpsc::unbounded();
+    let (phone_trigger, _phone_triggers) = futures::channel::mpsc::unbounded();
+    let written: PhoneConfiguration = serde_json::from_value(stored).unwrap();
+    ingest::phone_configurations(
+        futures::stream::iter([Ok(watcher::Event::Apply(written))]),
+        writer,
+        ingest::PhoneTables {
+            versions: Default::default(),
+            ctx: ctx.clone(),
+        },
+        ingest::Triggers {
+            channels: channel_trigger,
+            phone_configurations: phone_trigger,
+        },
+    )
+    .await;
+    assert_eq!(
+        ctx.records(),
+        (0, 0),
+        "nothing left once the cache shows it"
+    );
 }
 
 /// A channel named `name` whose Ready condition is `ready` with `reason`, or without a status.
