@@ -244,6 +244,9 @@ struct Measured {
     idle_writes: f64,
     restart_writes: f64,
     peak_rss_mib: f64,
+    /// Operator CPU (user and system) from its start until every object
+    /// had its final status, per channel.
+    cpu_ms_per_channel: f64,
     /// A second operator process on the converged namespace: start to `/readyz`.
     cold_start: Duration,
     /// Its peak RSS once ready (the first list), and once every object was reconciled.
@@ -287,6 +290,7 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
     operator
         .wait_metric_at_most("table_entries", "table=\"channel_status_writes\"", 0.0)
         .await?;
+    let cpu_ms_per_channel = operator.cpu_seconds() * 1000.0 / channel_count as f64;
     let status_writes = operator
         .metric(
             "reconciles_total",
@@ -330,6 +334,7 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
         idle_writes,
         restart_writes,
         peak_rss_mib,
+        cpu_ms_per_channel,
         cold_start,
         list_peak_rss_mib,
         restart_peak_rss_mib,
@@ -778,13 +783,13 @@ impl Drop for Operator {
 fn print_table(results: &[Measured]) {
     println!();
     println!(
-        "| N | floor (s) | operator (s) | operator/floor | status writes/channel | status writes/PhoneConfiguration | requests by verb | idle writes | restart writes | peak RSS (MiB) | cold start to /readyz (s) | peak RSS after the cold start's list / reconciles (MiB) |"
+        "| N | floor (s) | operator (s) | operator/floor | status writes/channel | status writes/PhoneConfiguration | requests by verb | idle writes | restart writes | peak RSS (MiB) | operator CPU (ms/channel) | cold start to /readyz (s) | peak RSS after the cold start's list / reconciles (MiB) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|");
     for r in results {
         let verbs: Vec<String> = r.requests.iter().map(|(v, n)| format!("{v} {n}")).collect();
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {} | {} | {} | {:.1} | {:.2} | {:.1} / {:.1} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.1} / {:.1} |",
             r.n,
             r.floor.as_secs_f64(),
             r.converged.as_secs_f64(),
@@ -795,6 +800,7 @@ fn print_table(results: &[Measured]) {
             r.idle_writes,
             r.restart_writes,
             r.peak_rss_mib,
+            r.cpu_ms_per_channel,
             r.cold_start.as_secs_f64(),
             r.list_peak_rss_mib,
             r.restart_peak_rss_mib
@@ -803,7 +809,7 @@ fn print_table(results: &[Measured]) {
     println!();
     for r in results {
         println!(
-            "summary n={} convergence_ratio={:.3} status_writes_per_channel={:.3} idle_writes={} restart_writes={} peak_rss_mib={:.1} cold_start_s={:.2} cold_start_peak_rss_mib={:.1}",
+            "summary n={} convergence_ratio={:.3} status_writes_per_channel={:.3} idle_writes={} restart_writes={} peak_rss_mib={:.1} cold_start_s={:.2} cold_start_peak_rss_mib={:.1} cpu_ms_per_channel={:.3}",
             r.n,
             r.converged.as_secs_f64() / r.floor.as_secs_f64(),
             r.status_writes,
@@ -811,7 +817,8 @@ fn print_table(results: &[Measured]) {
             r.restart_writes,
             r.peak_rss_mib,
             r.cold_start.as_secs_f64(),
-            r.restart_peak_rss_mib
+            r.restart_peak_rss_mib,
+            r.cpu_ms_per_channel
         );
     }
 }
