@@ -11,7 +11,7 @@ use kube::{
     Api, Resource,
     api::{Patch, PatchParams},
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value, json};
 use tracing::info;
 
@@ -192,16 +192,65 @@ pub(super) async fn apply_status<R>(
     patch: &Value,
 ) -> Result<Option<String>, kube::Error>
 where
-    R: Resource + Serialize + DeserializeOwned + Clone + Debug,
+    R: Resource + Clone,
 {
-    let written = api
-        .patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(patch),
-        )
-        .await?;
-    replace_leftovers(api, name, &written, &patch["status"]).await
+    let written = patch_status(
+        api,
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
+    replace_leftovers(api, name, written, &patch["status"]).await
+}
+
+/// What the API server answers to a status write, read only as far as the
+/// writer needs it: the whole object comes back, with managedFields, and
+/// decoding all of it for every write cost more than building the write.
+#[derive(Debug, Deserialize)]
+pub(super) struct Answer {
+    metadata: AnswerMetadata,
+    #[serde(default)]
+    status: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnswerMetadata {
+    resource_version: Option<String>,
+    #[serde(default)]
+    managed_fields: Vec<FieldManager>,
+}
+
+/// Of a managedFields entry, only who manages it.
+#[derive(Debug, Deserialize)]
+struct FieldManager {
+    manager: Option<String>,
+}
+
+impl Answer {
+    /// The resourceVersion the write made.
+    pub(super) fn resource_version(self) -> Option<String> {
+        self.metadata.resource_version
+    }
+}
+
+/// `Api::patch_status`, answering only what [`Answer`] reads.
+async fn patch_status<R, P>(
+    api: &Api<R>,
+    name: &str,
+    params: &PatchParams,
+    patch: &Patch<P>,
+) -> Result<Answer, kube::Error>
+where
+    R: Resource + Clone,
+    P: Serialize + Debug,
+{
+    let mut request = kube::core::Request::new(api.resource_url())
+        .patch_subresource("status", name, params, patch)
+        .map_err(kube::Error::BuildRequest)?;
+    request.extensions_mut().insert("patch_status");
+    api.clone().into_client().request::<Answer>(request).await
 }
 
 /// The manager the API server gives the fields of an object whose
@@ -219,37 +268,28 @@ const RESET_MANAGER: &str = "before-first-apply";
 async fn replace_leftovers<R>(
     api: &Api<R>,
     name: &str,
-    written: &R,
+    written: Answer,
     desired: &Value,
 ) -> Result<Option<String>, kube::Error>
 where
-    R: Resource + Serialize + DeserializeOwned + Clone + Debug,
+    R: Resource + Clone,
 {
-    let made = written.meta().resource_version.clone();
     let reset = written
-        .meta()
+        .metadata
         .managed_fields
         .iter()
-        .flatten()
         .any(|m| m.manager.as_deref() == Some(RESET_MANAGER));
-    if !reset {
-        return Ok(made);
-    }
-    let stored = serde_json::to_value(written)
-        .ok()
-        .and_then(|mut o| o.get_mut("status").map(Value::take))
-        .unwrap_or(Value::Null);
-    if stored == *desired {
-        return Ok(made);
+    if !reset || written.status == *desired {
+        return Ok(written.resource_version());
     }
     info!(
         object = name,
         "replacing status fields left from before the object's managedFields were reset"
     );
     // Only onto the object just written: a newer one gets its own reconcile.
-    let version = written.meta().resource_version.as_deref();
-    match merge_status(api, name, version, &stored, desired).await {
-        Ok(merged) => Ok(merged.meta().resource_version.clone()),
+    let version = written.metadata.resource_version.as_deref();
+    match merge_status(api, name, version, &written.status, desired).await {
+        Ok(merged) => Ok(merged.resource_version()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(error) => Err(error),
     }
@@ -273,9 +313,9 @@ pub(super) async fn merge_status<R>(
     resource_version: Option<&str>,
     current: &Value,
     desired: &Value,
-) -> Result<R, kube::Error>
+) -> Result<Answer, kube::Error>
 where
-    R: Resource + Serialize + DeserializeOwned + Clone + Debug,
+    R: Resource + Clone,
 {
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
@@ -285,7 +325,7 @@ where
     if let Some(version) = resource_version {
         patch["metadata"] = json!({ "resourceVersion": version });
     }
-    api.patch_status(name, &params, &Patch::Merge(&patch)).await
+    patch_status(api, name, &params, &Patch::Merge(&patch)).await
 }
 
 /// A JSON merge patch that turns `current` into `desired`: what `desired`
