@@ -61,12 +61,47 @@ impl<K: Resource, S> Default for StatusWriter<K, S> {
 
 /// A write the cache does not show yet.
 struct InFlight<S> {
-    /// The resourceVersion the write replaced.
+    /// The resourceVersion the cache showed when the write was computed.
     replaced: Box<str>,
-    /// The resourceVersion the write made, when known.
-    made: Option<Box<str>>,
-    /// What it wrote.
+    /// The resourceVersions this replica's writes made since then, oldest
+    /// first: a second write can land before the watch brings the first.
+    made: Vec<Box<str>>,
+    /// What the last of them wrote.
     status: Current<S>,
+}
+
+/// How a version the cache shows relates to a write in flight.
+enum Seen {
+    /// The version the write replaced: the write is still to come.
+    Replaced,
+    /// An earlier write of ours; the last one is still to come.
+    OursBeforeTheLast,
+    /// What the last write made.
+    TheLast,
+    /// Someone else's change.
+    Other,
+}
+
+impl<S> InFlight<S> {
+    fn seen(&self, version: &str) -> Seen {
+        if *self.replaced == *version {
+            return Seen::Replaced;
+        }
+        match self.made.iter().position(|made| **made == *version) {
+            Some(i) if i + 1 == self.made.len() => Seen::TheLast,
+            Some(_) => Seen::OursBeforeTheLast,
+            None => Seen::Other,
+        }
+    }
+
+    /// The cache shows `version`, one of our earlier writes: the last
+    /// write is now measured from it.
+    fn advance_to(&mut self, version: &str) {
+        if let Some(i) = self.made.iter().position(|made| **made == *version) {
+            self.made.drain(..=i);
+            self.replaced = version.into();
+        }
+    }
 }
 
 /// What a write did.
@@ -109,15 +144,21 @@ where
         cached: Option<Current<S>>,
     ) -> Option<Current<S>> {
         let mut in_flight = lock(&self.in_flight);
-        match in_flight.get(key) {
-            Some(write) if *write.replaced == *version => return Some(write.status.clone()),
-            // The cache moved on: trust it from now on.
-            Some(_) => {
-                in_flight.remove(key);
+        let Some(write) = in_flight.get_mut(key) else {
+            return cached;
+        };
+        match write.seen(version) {
+            Seen::Replaced => Some(write.status.clone()),
+            Seen::OursBeforeTheLast => {
+                write.advance_to(version);
+                Some(write.status.clone())
             }
-            None => {}
+            // The cache caught up, or moved on: trust it from now on.
+            Seen::TheLast | Seen::Other => {
+                in_flight.remove(key);
+                cached
+            }
         }
-        cached
     }
 
     /// Writes `desired` to the object `key`, cached at `version`, unless
@@ -145,34 +186,52 @@ where
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Written::Gone),
             Err(error) => return Err(error.into()),
         };
+        let mut in_flight = lock(&self.in_flight);
+        // A write on top of earlier ones the cache does not show yet: they
+        // stay ours (the record kept is always at the cache's version or,
+        // if the watch brought one of them meanwhile, past it).
+        let (replaced, mut ours) = match in_flight.remove(key) {
+            Some(earlier) => (earlier.replaced, earlier.made),
+            None => (version.into(), Vec::new()),
+        };
+        ours.extend(made.map(String::into_boxed_str));
         let write = InFlight {
-            replaced: version.into(),
-            made: made.map(String::into_boxed_str),
+            replaced,
+            made: ours,
             status: Current {
                 digest,
                 status: desired.clone(),
             },
         };
-        lock(&self.in_flight).insert(key.clone(), write);
+        in_flight.insert(key.clone(), write);
         Ok(Written::Patched)
     }
 
     /// The cache now holds version `version` of `key`: forgets a write it
-    /// shows or replaced. Answers whether that version is exactly the one
-    /// this replica's write made, which needs no reconcile: its inputs are
-    /// those the write was computed from (a change of any of them brings
-    /// its own).
+    /// shows or that someone else's change overtook. Answers whether that
+    /// version is one this replica's writes made, which needs no reconcile:
+    /// its inputs are those the write was computed from (a change of any of
+    /// them brings its own).
     pub fn cached(&self, key: &ObjectKey, version: &str) -> bool {
         let mut in_flight = lock(&self.in_flight);
-        let Some(write) = in_flight.get(key) else {
+        let Some(write) = in_flight.get_mut(key) else {
             return false;
         };
-        if *write.replaced == *version {
-            return false;
+        match write.seen(version) {
+            Seen::Replaced => false,
+            Seen::OursBeforeTheLast => {
+                write.advance_to(version);
+                true
+            }
+            Seen::TheLast => {
+                in_flight.remove(key);
+                true
+            }
+            Seen::Other => {
+                in_flight.remove(key);
+                false
+            }
         }
-        let made = write.made.as_deref() == Some(version);
-        in_flight.remove(key);
-        made
     }
 
     /// Keeps only the records of objects for which `keep` holds.

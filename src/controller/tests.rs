@@ -14,7 +14,10 @@ use kube::{
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle};
 
-use super::*;
+use super::{
+    status_writer::{Current, Written},
+    *,
+};
 use crate::{
     api::{
         Capability, ChannelConfiguration, DeploymentChannelSpec, DeploymentType,
@@ -579,4 +582,67 @@ async fn a_version_after_our_write_is_reconciled() {
     assert!(!ctx.channel_status.cached(&key, "43"));
     assert_eq!(ctx.records(), (0, 0));
     assert!(!ctx.channel_status.cached(&key, "42"));
+}
+
+/// Writes `status` to channel "support" through `writer`, computed while
+/// the cache showed `version`; the API server answers with `made`.
+async fn write_answered(
+    writer: &StatusWriter<DeploymentChannel, DeploymentChannelStatus>,
+    version: &str,
+    status: &DeploymentChannelStatus,
+    made: &str,
+) {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let api: Api<DeploymentChannel> = Api::namespaced(Client::new(service, NS), NS);
+    let key = ObjectKey::new(NS, "support");
+    let answer = async {
+        let (request, send) = handle.next_request().await.expect("a status apply");
+        let mut stored = serde_json::to_value(calls_channel("+12125551234")).unwrap();
+        stored["status"] = body_json(request).await["status"].clone();
+        stored["metadata"]["resourceVersion"] = json!(made);
+        respond(send, stored);
+    };
+    let (written, ()) = futures::join!(writer.write(&api, &key, version, None, status), answer);
+    assert_eq!(written.unwrap(), Written::Patched);
+}
+
+#[tokio::test]
+async fn a_second_write_before_the_watch_brings_the_first_keeps_both_ours() {
+    let writer = StatusWriter::<DeploymentChannel, DeploymentChannelStatus>::default();
+    let key = ObjectKey::new(NS, "support");
+    let status = |generation| DeploymentChannelStatus {
+        observed_generation: Some(generation),
+        ..Default::default()
+    };
+    // Cached at 41: a write makes 42, and before the watch brings it,
+    // another (its inputs changed) makes 43 on top.
+    write_answered(&writer, "41", &status(1), "42").await;
+    let current = writer.current(&key, "41", None).expect("the first write");
+    assert_eq!(current.status, status(1));
+    write_answered(&writer, "41", &status(2), "43").await;
+
+    // 42 is our own first write: nothing to reconcile, and the record of
+    // the second stays, so a reconcile now starts from it, not from 42.
+    assert!(writer.cached(&key, "42"));
+    assert_eq!(writer.len(), 1);
+    let stale = Current::full(status(1));
+    assert_eq!(
+        writer
+            .current(&key, "42", Some(stale.clone()))
+            .unwrap()
+            .status,
+        status(2)
+    );
+    // 43 is the last: the record goes.
+    assert!(writer.cached(&key, "43"));
+    assert_eq!(writer.len(), 0);
+
+    // Someone else's version overtakes a write in flight: reconcile from the cache.
+    write_answered(&writer, "43", &status(3), "44").await;
+    assert!(!writer.cached(&key, "45"));
+    assert_eq!(writer.len(), 0);
+    assert_eq!(
+        writer.current(&key, "45", Some(stale)).unwrap().status,
+        status(1)
+    );
 }
