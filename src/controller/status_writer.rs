@@ -82,26 +82,30 @@ enum Seen {
     Other,
 }
 
-impl<S> InFlight<S> {
-    fn seen(&self, version: &str) -> Seen {
-        if *self.replaced == *version {
-            return Seen::Replaced;
-        }
-        match self.made.iter().position(|made| **made == *version) {
-            Some(i) if i + 1 == self.made.len() => Seen::TheLast,
-            Some(_) => Seen::OursBeforeTheLast,
-            None => Seen::Other,
-        }
+/// Notes that the cache shows `version` of `key`: a record the cache
+/// caught up with or moved past goes, one the cache shows an earlier write
+/// of is now measured from it. Answers how the version relates to the
+/// record, `None` without one.
+fn observe<S>(
+    in_flight: &mut HashMap<ObjectKey, InFlight<S>>,
+    key: &ObjectKey,
+    version: &str,
+) -> Option<Seen> {
+    let write = in_flight.get_mut(key)?;
+    if *write.replaced == *version {
+        return Some(Seen::Replaced);
     }
-
-    /// The cache shows `version`, one of our earlier writes: the last
-    /// write is now measured from it.
-    fn advance_to(&mut self, version: &str) {
-        if let Some(i) = self.made.iter().position(|made| **made == *version) {
-            self.made.drain(..=i);
-            self.replaced = version.into();
+    let seen = match write.made.iter().position(|made| **made == *version) {
+        Some(i) if i + 1 < write.made.len() => {
+            write.made.drain(..=i);
+            write.replaced = version.into();
+            return Some(Seen::OursBeforeTheLast);
         }
-    }
+        Some(_) => Seen::TheLast,
+        None => Seen::Other,
+    };
+    in_flight.remove(key);
+    Some(seen)
 }
 
 /// What a write did.
@@ -144,20 +148,12 @@ where
         cached: Option<Current<S>>,
     ) -> Option<Current<S>> {
         let mut in_flight = lock(&self.in_flight);
-        let Some(write) = in_flight.get_mut(key) else {
-            return cached;
-        };
-        match write.seen(version) {
-            Seen::Replaced => Some(write.status.clone()),
-            Seen::OursBeforeTheLast => {
-                write.advance_to(version);
-                Some(write.status.clone())
+        match observe(&mut in_flight, key, version) {
+            Some(Seen::Replaced | Seen::OursBeforeTheLast) => {
+                in_flight.get(key).map(|write| write.status.clone())
             }
             // The cache caught up, or moved on: trust it from now on.
-            Seen::TheLast | Seen::Other => {
-                in_flight.remove(key);
-                cached
-            }
+            _ => cached,
         }
     }
 
@@ -213,25 +209,8 @@ where
     /// its inputs are those the write was computed from (a change of any of
     /// them brings its own).
     pub fn cached(&self, key: &ObjectKey, version: &str) -> bool {
-        let mut in_flight = lock(&self.in_flight);
-        let Some(write) = in_flight.get_mut(key) else {
-            return false;
-        };
-        match write.seen(version) {
-            Seen::Replaced => false,
-            Seen::OursBeforeTheLast => {
-                write.advance_to(version);
-                true
-            }
-            Seen::TheLast => {
-                in_flight.remove(key);
-                true
-            }
-            Seen::Other => {
-                in_flight.remove(key);
-                false
-            }
-        }
+        let seen = observe(&mut lock(&self.in_flight), key, version);
+        matches!(seen, Some(Seen::OursBeforeTheLast | Seen::TheLast))
     }
 
     /// Keeps only the records of objects for which `keep` holds.
