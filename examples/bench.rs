@@ -4,8 +4,9 @@
 //!
 //! `cargo run --release --features e2e --example bench -- [N...]` (default
 //! 100 1000 10000), with a control plane found as the e2e suite finds one
-//! (`KUBEBUILDER_ASSETS` or `USE_EXISTING_CLUSTER=true`). Each size gets a
-//! fresh control plane when one is started here. `BENCH_IDLE_SECONDS`
+//! (`KUBEBUILDER_ASSETS` or `USE_EXISTING_CLUSTER=true`). When control
+//! planes are started here, the floor and the operator of each size get one
+//! each, fresh. `BENCH_IDLE_SECONDS`
 //! (default 60) sets how long the converged operator is watched for writes.
 //!
 //! Workload for N: N/10 PhoneConfigurations, N/2 CALLS and SMS channels
@@ -187,24 +188,11 @@ fn main() {
     );
     let mut results = Vec::new();
     for n in sizes {
-        let env = match TestEnv::start() {
-            Ok(Some(env)) => env,
-            Ok(None) => {
-                println!("{}", SKIP_REASON.replace("e2e tests", "benchmark"));
-                return;
-            }
-            Err(e) => {
-                eprintln!("bench: cannot start the control plane: {e}");
-                std::process::exit(1);
-            }
-        };
         if let Some(rounds) = churn_rounds {
-            let rounds = env.block_on(async {
-                env.install_crds().await?;
+            let rounds = on_fresh_control_plane(async |env| {
                 eprintln!("bench: churn N={n} on API server {}", env.server_version);
-                churn::run(&env, n, rounds).await
+                churn::run(env, n, rounds).await
             });
-            drop(env);
             match rounds {
                 Ok(rounds) => churn::print(n, &rounds),
                 Err(e) => {
@@ -214,13 +202,15 @@ fn main() {
             }
             continue;
         }
-        let measured = env.block_on(async {
-            env.install_crds().await?;
+        // The floor and the operator each get a control plane of their own,
+        // so that neither runs on storage holding the other's objects.
+        let measured = on_fresh_control_plane(async |env| {
             eprintln!("bench: N={n} on API server {}", env.server_version);
-            measure(&env, n, idle).await
+            measure_floor(env, n).await
+        })
+        .and_then(|floor| {
+            on_fresh_control_plane(async |env| measure_operator(env, n, floor, idle).await)
         });
-        // Stop the control plane before exiting: `exit` runs no destructors.
-        drop(env);
         match measured {
             Ok(result) => results.push(result),
             Err(e) => {
@@ -232,6 +222,32 @@ fn main() {
     if !results.is_empty() {
         print_table(&results);
     }
+}
+
+/// Runs `phase` on a control plane started for it (with CRDs installed) and
+/// stops that control plane afterwards; exits when there is none to use.
+/// With `USE_EXISTING_CLUSTER=true` every phase runs on the same cluster.
+fn on_fresh_control_plane<T>(
+    phase: impl AsyncFnOnce(&TestEnv) -> Result<T, String>,
+) -> Result<T, String> {
+    let env = match TestEnv::start() {
+        Ok(Some(env)) => env,
+        Ok(None) => {
+            println!("{}", SKIP_REASON.replace("e2e tests", "benchmark"));
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("bench: cannot start the control plane: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = env.block_on(async {
+        env.install_crds().await?;
+        phase(&env).await
+    });
+    // Stop the control plane before anyone exits: `exit` runs no destructors.
+    drop(env);
+    result
 }
 
 struct Measured {
@@ -254,12 +270,11 @@ struct Measured {
     restart_peak_rss_mib: f64,
 }
 
-async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, String> {
+/// The floor: a plain client creates everything and writes each channel's
+/// status once; returns how long until every channel had it.
+async fn measure_floor(env: &TestEnv, n: usize) -> Result<Duration, String> {
     let client = env.client().await;
     let work = workload(n, "");
-    let channel_count = work.channels.len() + work.losers.len();
-
-    // The floor: a plain client creates everything and writes each channel's status once.
     let floor_ns = namespace(&client, &format!("floor-{n}")).await?;
     let started = Instant::now();
     let seen = converged(&client, &floor_ns, &work, |_, current, ready| {
@@ -269,6 +284,19 @@ async fn measure(env: &TestEnv, n: usize, idle: Duration) -> Result<Measured, St
         futures::future::try_join(create_all(&client, &floor_ns, &work, true), seen).await?;
     let floor = seen.duration_since(started);
     eprintln!("bench: N={n}: floor {floor:?}");
+    Ok(floor)
+}
+
+/// The operator on the same workload, against `floor`.
+async fn measure_operator(
+    env: &TestEnv,
+    n: usize,
+    floor: Duration,
+    idle: Duration,
+) -> Result<Measured, String> {
+    let client = env.client().await;
+    let work = workload(n, "");
+    let channel_count = work.channels.len() + work.losers.len();
 
     // The operator, as its own process, watching its own namespace.
     let ns = namespace(&client, &format!("bench-{n}")).await?;
