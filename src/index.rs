@@ -192,9 +192,12 @@ impl Index {
         if let Some(claim) = &entry.claim {
             let queue = self.claims.entry(claim.clone()).or_default();
             queue.insert(entry.seniority.clone());
-            affected
-                .channels
-                .extend(queue.iter().map(|s| s.key.clone()));
+            // The others report who holds the claim, so only a new holder changes them.
+            if queue.first() == Some(&entry.seniority) {
+                affected
+                    .channels
+                    .extend(queue.iter().map(|s| s.key.clone()));
+            }
         }
         if let Some(reference) = &entry.reference {
             self.references
@@ -217,10 +220,13 @@ impl Index {
         if let Some(claim) = &entry.claim
             && let Some(queue) = self.claims.get_mut(claim)
         {
+            let held = queue.first() == Some(&entry.seniority);
             queue.remove(&entry.seniority);
-            affected
-                .channels
-                .extend(queue.iter().map(|s| s.key.clone()));
+            if held {
+                affected
+                    .channels
+                    .extend(queue.iter().map(|s| s.key.clone()));
+            }
             if queue.is_empty() {
                 self.claims.remove(claim);
             }

@@ -118,13 +118,38 @@ fn deleting_the_holder_hands_the_claim_over() {
 }
 
 #[test]
+fn only_a_change_of_holder_affects_the_others_in_a_claim() {
+    let mut index = Index::default();
+    index.apply(&calls("a", "holder", 100, "+12125551234", "p"));
+    index.apply(&calls("a", "second", 200, "+12125551234", "p"));
+    // A newer channel queues behind the holder: the others still name the same holder.
+    let affected = index.apply(&calls("a", "third", 300, "+12125551234", "p"));
+    assert!(affected.channels.is_empty());
+    // A waiting channel leaves: likewise.
+    let affected = index.delete(&key("a", "second"));
+    assert!(affected.channels.is_empty());
+    assert_eq!(
+        index.claim_holder(&key("a", "third")).unwrap().name,
+        "holder"
+    );
+    // An older channel arrives: it is the new holder, and everyone else must say so.
+    let affected = index.apply(&calls("a", "oldest", 50, "+12125551234", "p"));
+    assert_eq!(affected.channels, keys(&[("a", "holder"), ("a", "third")]));
+    assert_eq!(
+        index.claim_holder(&key("a", "third")).unwrap().name,
+        "oldest"
+    );
+}
+
+#[test]
 fn changing_an_identifier_moves_the_claim() {
     let mut index = Index::default();
     index.apply(&web("a", "holder", 100, "https://example.com"));
     index.apply(&web("a", "waiting", 200, "https://example.com"));
     index.apply(&web("a", "other", 50, "https://other.example"));
     let affected = index.apply(&web("a", "holder", 100, "https://other.example"));
-    assert_eq!(affected.channels, keys(&[("a", "waiting"), ("a", "other")]));
+    // "other" keeps its claim: a newer channel behind it changes nothing it reports.
+    assert_eq!(affected.channels, keys(&[("a", "waiting")]));
     assert_eq!(index.claim_holder(&key("a", "waiting")), None);
     assert_eq!(
         index.claim_holder(&key("a", "holder")).unwrap().name,
@@ -223,18 +248,28 @@ proptest! {
         let mut index = Index::default();
         let mut live: BTreeMap<ObjectKey, (i64, usize, usize)> = BTreeMap::new();
         for op in ops {
-            match op {
+            let holders_before: BTreeMap<ObjectKey, Option<ClaimHolder>> =
+                live.keys().map(|k| (k.clone(), index.claim_holder(k))).collect();
+            let (changed, affected) = match op {
                 Op::Apply { ns, name, created, number, phone } => {
                     let k = key(&format!("ns{ns}"), &format!("c{name}"));
                     // creationTimestamp never changes for a live object.
                     let created = live.get(&k).map_or(created, |e| e.0);
-                    index.apply(&calls(&k.namespace, &k.name, created, numbers[number], &format!("p{phone}")));
-                    live.insert(k, (created, number, phone));
+                    let affected = index.apply(&calls(&k.namespace, &k.name, created, numbers[number], &format!("p{phone}")));
+                    live.insert(k.clone(), (created, number, phone));
+                    (k, affected)
                 }
                 Op::Delete { ns, name } => {
                     let k = key(&format!("ns{ns}"), &format!("c{name}"));
-                    index.delete(&k);
+                    let affected = index.delete(&k);
                     live.remove(&k);
+                    (k, affected)
+                }
+            };
+            // Every other channel whose claim holder changed is among the affected.
+            for (k, before) in &holders_before {
+                if *k != changed && live.contains_key(k) && index.claim_holder(k) != *before {
+                    prop_assert!(affected.channels.contains(k), "{k} has a new claim holder but was not affected");
                 }
             }
         }
