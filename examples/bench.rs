@@ -5,9 +5,9 @@
 //! `cargo run --release --features e2e --example bench -- [N...]` (default
 //! 100 1000 10000), with a control plane found as the e2e suite finds one
 //! (`KUBEBUILDER_ASSETS` or `USE_EXISTING_CLUSTER=true`). When control
-//! planes are started here, the floor and the operator of each size get one
-//! each, fresh. `BENCH_IDLE_SECONDS`
-//! (default 60) sets how long the converged operator is watched for writes.
+//! planes are started here, the floor and the operator of each size each get
+//! a fresh one. `BENCH_IDLE_SECONDS` (default 60) sets how long the
+//! converged operator is watched for writes.
 //!
 //! Workload for N: N/10 PhoneConfigurations, N/2 CALLS and SMS channels
 //! spread over them, the rest WEB and MOBILE. A PhoneConfiguration holds one
