@@ -33,6 +33,8 @@ pub struct LocalCluster {
     apiserver_command: (PathBuf, Vec<std::ffi::OsString>),
     kubeconfig: PathBuf,
     minor: u32,
+    /// What `etcd --version` reports (`3.6.16`).
+    etcd_version: String,
     dir: TempDir,
 }
 
@@ -57,6 +59,7 @@ impl LocalCluster {
                 )
             })?;
         let minor = binary_minor(&apiserver_bin)?;
+        let etcd_version = etcd_version(&etcd_bin)?;
         let dir = tempfile::Builder::new()
             .prefix("deploymentchannel-cluster-")
             .tempdir()
@@ -136,6 +139,7 @@ impl LocalCluster {
             apiserver_command,
             kubeconfig,
             minor,
+            etcd_version,
             dir,
         };
         cluster.wait_ready().await?;
@@ -150,6 +154,11 @@ impl LocalCluster {
     /// The minor version of the API server (36 for 1.36).
     pub fn minor(&self) -> u32 {
         self.minor
+    }
+
+    /// The version of etcd (`3.6.16`).
+    pub fn etcd_version(&self) -> &str {
+        &self.etcd_version
     }
 
     /// A client configuration for this cluster.
@@ -319,6 +328,20 @@ fn binary_minor(bin: &Path) -> Result<u32, String> {
         .and_then(|v| v.trim_start_matches('v').split('.').nth(1))
         .and_then(|m| m.parse().ok())
         .filter(|m| *m > 0)
+        .ok_or_else(|| format!("cannot tell the version of {} from {text:?}", bin.display()))
+}
+
+/// The version an etcd binary reports (`etcd Version: 3.6.16`).
+fn etcd_version(bin: &Path) -> Result<String, String> {
+    let out = Command::new(bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("etcd Version: "))
+        .map(|v| v.trim().to_string())
         .ok_or_else(|| format!("cannot tell the version of {} from {text:?}", bin.display()))
 }
 
