@@ -26,6 +26,8 @@ pub struct TestEnv {
     pub kubectl: PathBuf,
     /// The API server's version, as it reports it (`v1.36.2`).
     pub server_version: String,
+    /// etcd's version, when this harness started etcd (`3.6.16`).
+    pub etcd_version: Option<String>,
     /// The local control plane, when one was started: stopped when dropped.
     _control_plane: Option<LocalCluster>,
 }
@@ -48,6 +50,7 @@ impl TestEnv {
                 kubeconfig,
                 kubectl: find_on_path("kubectl").ok_or(NO_KUBECTL)?,
                 server_version: String::new(),
+                etcd_version: None,
                 _control_plane: None,
             };
             env.server_version =
@@ -70,6 +73,7 @@ impl TestEnv {
             kubeconfig: control_plane.kubeconfig().to_path_buf(),
             kubectl,
             server_version: String::new(),
+            etcd_version: Some(control_plane.etcd_version().to_string()),
             _control_plane: Some(control_plane),
         };
         env.server_version =
@@ -135,6 +139,56 @@ impl TestEnv {
         }
         drop(input);
         child.wait_with_output().expect("kubectl runs")
+    }
+}
+
+impl TestEnv {
+    /// The API server's minor version (36 for `v1.36.3`): where servers
+    /// word a refusal differently, the expectation depends on it.
+    pub fn minor(&self) -> u32 {
+        self.server_version
+            .trim_start_matches('v')
+            .split('.')
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(u32::MAX)
+    }
+
+    /// What the suite runs on, in one line: the API server's and etcd's
+    /// versions, and whether lists of the operator's kinds are streamed.
+    pub async fn describe(&self) -> String {
+        let etcd = self
+            .etcd_version
+            .as_deref()
+            .map_or("etcd of the existing cluster".to_string(), |v| {
+                format!("etcd {v}")
+            });
+        let lists = list_mode(&self.client().await).await;
+        format!("API server {}, {etcd}, {lists}", self.server_version)
+    }
+}
+
+/// Whether the API server streams a list of DeploymentChannels (a watch
+/// that sends every object, then a bookmark) or refuses, so that the
+/// operator lists in pages: the same two refusals the operator falls back on
+/// (the `WatchList` feature off, or storage without progress requests).
+async fn list_mode(client: &Client) -> String {
+    let request = http::Request::get(
+        "/apis/interactions.dev/v1alpha1/deploymentchannels?watch=true&sendInitialEvents=true\
+         &resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1",
+    )
+    .body(Vec::new())
+    .expect("a request");
+    match client.request_text(request).await {
+        Ok(events) if events.contains("k8s.io/initial-events-end") => "streaming lists".into(),
+        Ok(events) if events.contains("RequestWatchProgress") => {
+            "paged lists (etcd cannot serve streaming lists)".into()
+        }
+        Ok(events) => format!("lists of unknown kind (the streaming list answered {events:?})"),
+        Err(kube::Error::Api(status)) if status.message.contains("sendInitialEvents") => {
+            "paged lists (streaming lists are off: WatchList feature gate)".into()
+        }
+        Err(e) => format!("lists of unknown kind (the streaming list failed: {e})"),
     }
 }
 

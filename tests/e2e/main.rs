@@ -43,7 +43,7 @@ fn main() {
         drop(env);
         std::process::exit(1);
     }
-    println!("e2e: API server {}", env.server_version);
+    println!("e2e: {}", env.block_on(env.describe()));
     let env = Arc::new(env);
     let scenarios: Vec<Scenario> = [
         admission::scenarios(),
