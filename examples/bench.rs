@@ -37,7 +37,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use deploymentchannel_operator::api::{DeploymentChannel, PhoneConfiguration};
+use deploymentchannel_operator::core::api::{DeploymentChannel, PhoneConfiguration};
 use futures::{StreamExt, TryStreamExt, stream};
 use harness::{SKIP_REASON, TestEnv, api_requests, http_get, is_write, metric_value};
 use k8s_openapi::api::core::v1::Namespace;
@@ -477,13 +477,13 @@ async fn create_all(
                 *bound.entry(pc).or_default() += 1;
             }
         }
-        let time = deploymentchannel_operator::controller::now();
+        let time = deploymentchannel_operator::operator::controller::now();
         stream::iter(created_phones.iter().map(Ok))
             .try_for_each_concurrent(CONCURRENCY, |pc| {
                 let phones = phones.clone();
                 let name = pc.metadata.name.clone().unwrap_or_default();
-                let validation = deploymentchannel_operator::validation::validate_phone_configuration(&pc.spec);
-                let status = deploymentchannel_operator::status::phone_configuration_status(
+                let validation = deploymentchannel_operator::core::validation::validate_phone_configuration(&pc.spec);
+                let status = deploymentchannel_operator::core::desired_status::phone_configuration_status(
                     pc.metadata.generation,
                     &validation,
                     bound.get(name.as_str()).copied().unwrap_or(0),
@@ -508,11 +508,11 @@ fn expected_statuses(
     ns: &str,
     work: &Workload,
     phones: &[PhoneConfiguration],
-) -> HashMap<String, deploymentchannel_operator::api::DeploymentChannelStatus> {
+) -> HashMap<String, deploymentchannel_operator::core::api::DeploymentChannelStatus> {
     use deploymentchannel_operator::{
-        index::{Index, ObjectKey},
-        status::desired_channel_status,
-        validation::validate_channel,
+        core::desired_status::desired_channel_status,
+        core::index::{Index, ObjectKey},
+        core::validation::validate_channel,
     };
     let channels: Vec<DeploymentChannel> = work
         .channels
