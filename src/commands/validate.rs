@@ -18,7 +18,7 @@ use crate::{
     core::admission::AdmissionChecker,
     core::api::{DeploymentChannel, PhoneConfiguration},
     core::desired_status::{condition, desired_channel_status, reason},
-    core::field_error::{FieldError, Reason},
+    core::field_error::{FieldError, FieldErrorType},
     core::index::{Index, ObjectKey},
     core::validation::{ValidChannel, validate_channel, validate_phone_configuration},
 };
@@ -140,7 +140,7 @@ pub struct Problem {
     pub name: String,
     pub field: String,
     /// The kind of problem, as in the API server's Status causes.
-    pub reason: Reason,
+    pub reason: FieldErrorType,
     /// What is wrong, worded as `kubectl apply` words it after the field.
     pub message: String,
 }
@@ -420,7 +420,7 @@ fn check_channels_together(
             kind: "DeploymentChannel".into(),
             name,
             field: field.into(),
-            reason: Reason::Invalid,
+            reason: FieldErrorType::Invalid,
             message,
         });
     }

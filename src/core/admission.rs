@@ -20,7 +20,7 @@ use kube::CustomResourceExt;
 
 use crate::{
     core::api::{DeploymentChannel, PhoneConfiguration},
-    core::field_error::{FieldError, NO_FIELD, Reason},
+    core::field_error::{FieldError, FieldErrorType, NO_FIELD},
 };
 use structural::StructuralSchema;
 
@@ -135,10 +135,12 @@ impl AdmissionChecker {
             None => &field,
         };
         let value = lookup(object, node).filter(|v| !v.is_object() && !v.is_array());
-        match Reason::from_rule(error.reason.as_deref()) {
-            Reason::Required => FieldError::required(field, &message),
-            Reason::Forbidden => FieldError::forbidden(field, &message),
-            Reason::Duplicate => FieldError::duplicate(field, value.unwrap_or(&Value::Null)),
+        match FieldErrorType::from_rule(error.reason.as_deref()) {
+            FieldErrorType::Required => FieldError::required(field, &message),
+            FieldErrorType::Forbidden => FieldError::forbidden(field, &message),
+            FieldErrorType::Duplicate => {
+                FieldError::duplicate(field, value.unwrap_or(&Value::Null))
+            }
             _ => FieldError::invalid(field, value, &message),
         }
     }

@@ -7,7 +7,7 @@ mod rules;
 
 pub use channel::*;
 pub use phone::*;
-pub use rules::{E164_PATTERN, OBJECT_NAME_PATTERN, RuleReason, SpecRule, spec_rules};
+pub use rules::{E164_PATTERN, OBJECT_NAME_PATTERN, RuleErrorType, SpecRule, spec_rules};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 

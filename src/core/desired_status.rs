@@ -376,7 +376,7 @@ fn conditions(
 
 /// A change of a channel's readiness worth an Event.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReadinessChange {
+pub enum ReadyTransition {
     /// It was Ready and is not any more.
     Lost { reason: String, message: String },
     /// It was not Ready and now is.
@@ -386,15 +386,15 @@ pub enum ReadinessChange {
 /// Whether going from `previous` to `next` is a readiness change worth an
 /// Event. A first status (no Ready condition before) is not: applying ten
 /// thousand channels must not mean ten thousand Events.
-pub fn readiness_change(previous: &[Condition], next: &[Condition]) -> Option<ReadinessChange> {
+pub fn ready_transition(previous: &[Condition], next: &[Condition]) -> Option<ReadyTransition> {
     let before = find_condition(previous, condition::READY)?;
     let after = find_condition(next, condition::READY)?;
     match (before.status.as_str(), after.status.as_str()) {
-        ("True", "False") => Some(ReadinessChange::Lost {
+        ("True", "False") => Some(ReadyTransition::Lost {
             reason: after.reason.clone(),
             message: after.message.clone(),
         }),
-        ("False", "True") => Some(ReadinessChange::Recovered),
+        ("False", "True") => Some(ReadyTransition::Recovered),
         _ => None,
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 /// The kind of problem: the API server's field error types, plus the unknown
 /// fields that strict field validation refuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Reason {
+pub enum FieldErrorType {
     #[serde(rename = "FieldValueRequired")]
     Required,
     #[serde(rename = "FieldValueForbidden")]
@@ -32,29 +32,29 @@ pub enum Reason {
     Unknown,
 }
 
-impl Reason {
+impl FieldErrorType {
     /// The name used in Status causes (`FieldValueRequired`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Required => "FieldValueRequired",
-            Reason::Forbidden => "FieldValueForbidden",
-            Reason::Invalid => "FieldValueInvalid",
-            Reason::TypeInvalid => "FieldValueTypeInvalid",
-            Reason::NotSupported => "FieldValueNotSupported",
-            Reason::TooLong => "FieldValueTooLong",
-            Reason::TooMany => "FieldValueTooMany",
-            Reason::Duplicate => "FieldValueDuplicate",
-            Reason::Unknown => "FieldValueUnknown",
+            FieldErrorType::Required => "FieldValueRequired",
+            FieldErrorType::Forbidden => "FieldValueForbidden",
+            FieldErrorType::Invalid => "FieldValueInvalid",
+            FieldErrorType::TypeInvalid => "FieldValueTypeInvalid",
+            FieldErrorType::NotSupported => "FieldValueNotSupported",
+            FieldErrorType::TooLong => "FieldValueTooLong",
+            FieldErrorType::TooMany => "FieldValueTooMany",
+            FieldErrorType::Duplicate => "FieldValueDuplicate",
+            FieldErrorType::Unknown => "FieldValueUnknown",
         }
     }
 
     /// Parses a CEL rule's `reason`; Kubernetes reads anything else as invalid.
     pub fn from_rule(reason: Option<&str>) -> Self {
         match reason {
-            Some("FieldValueRequired") => Reason::Required,
-            Some("FieldValueForbidden") => Reason::Forbidden,
-            Some("FieldValueDuplicate") => Reason::Duplicate,
-            _ => Reason::Invalid,
+            Some("FieldValueRequired") => FieldErrorType::Required,
+            Some("FieldValueForbidden") => FieldErrorType::Forbidden,
+            Some("FieldValueDuplicate") => FieldErrorType::Duplicate,
+            _ => FieldErrorType::Invalid,
         }
     }
 }
@@ -66,7 +66,7 @@ pub struct FieldError {
     /// Path of the field, from the object root.
     pub field: String,
     /// The kind of problem.
-    pub reason: Reason,
+    pub reason: FieldErrorType,
     /// What is wrong, as the API server words it after the field's path.
     pub message: String,
 }
@@ -79,12 +79,12 @@ impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
-            reason: Reason::Invalid,
+            reason: FieldErrorType::Invalid,
             message: message.into(),
         }
     }
 
-    fn with(field: impl Into<String>, reason: Reason, message: String) -> Self {
+    fn with(field: impl Into<String>, reason: FieldErrorType, message: String) -> Self {
         Self {
             field: field.into(),
             reason,
@@ -96,20 +96,28 @@ impl FieldError {
     pub fn required(field: impl Into<String>, detail: &str) -> Self {
         Self::with(
             field,
-            Reason::Required,
+            FieldErrorType::Required,
             body("Required value", None, detail),
         )
     }
 
     /// `Forbidden[: detail]`.
     pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
-        Self::with(field, Reason::Forbidden, body("Forbidden", None, detail))
+        Self::with(
+            field,
+            FieldErrorType::Forbidden,
+            body("Forbidden", None, detail),
+        )
     }
 
     /// `Invalid value[: value][: detail]`; `None` omits the value, as the
     /// API server does for objects and lists.
     pub fn invalid(field: impl Into<String>, value: Option<&Value>, detail: &str) -> Self {
-        Self::with(field, Reason::Invalid, body("Invalid value", value, detail))
+        Self::with(
+            field,
+            FieldErrorType::Invalid,
+            body("Invalid value", value, detail),
+        )
     }
 
     /// A value of the wrong JSON type.
@@ -121,7 +129,7 @@ impl FieldError {
         );
         Self::with(
             field,
-            Reason::TypeInvalid,
+            FieldErrorType::TypeInvalid,
             body("Invalid value", Some(&Value::from(actual)), &detail),
         )
     }
@@ -138,7 +146,7 @@ impl FieldError {
             .join(", ");
         Self::with(
             field,
-            Reason::NotSupported,
+            FieldErrorType::NotSupported,
             body(
                 "Unsupported value",
                 Some(value),
@@ -152,7 +160,7 @@ impl FieldError {
         let unit = if max == 1 { "byte" } else { "bytes" };
         Self::with(
             field,
-            Reason::TooLong,
+            FieldErrorType::TooLong,
             format!("Too long: may not be more than {max} {unit}"),
         )
     }
@@ -161,7 +169,7 @@ impl FieldError {
     pub fn too_many(field: impl Into<String>, actual: usize, max: u64) -> Self {
         Self::with(
             field,
-            Reason::TooMany,
+            FieldErrorType::TooMany,
             format!("Too many: {actual}: must have at most {max} items"),
         )
     }
@@ -170,7 +178,7 @@ impl FieldError {
     pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
         Self::with(
             field,
-            Reason::Duplicate,
+            FieldErrorType::Duplicate,
             body("Duplicate value", Some(value), ""),
         )
     }
@@ -179,7 +187,7 @@ impl FieldError {
     pub fn unknown(field: impl Into<String>) -> Self {
         let field = field.into();
         let message = format!("unknown field {}", go_quote(&field));
-        Self::with(field, Reason::Unknown, message)
+        Self::with(field, FieldErrorType::Unknown, message)
     }
 
     /// Whether the API server skips the CEL rules after this error: they
@@ -188,11 +196,11 @@ impl FieldError {
     pub fn blocks_cel(&self) -> bool {
         matches!(
             self.reason,
-            Reason::NotSupported
-                | Reason::Required
-                | Reason::TooLong
-                | Reason::TooMany
-                | Reason::TypeInvalid
+            FieldErrorType::NotSupported
+                | FieldErrorType::Required
+                | FieldErrorType::TooLong
+                | FieldErrorType::TooMany
+                | FieldErrorType::TypeInvalid
         )
     }
 

@@ -47,7 +47,7 @@ use crate::{
     operator::channel_cache::ChannelCache,
     operator::metrics::TableLabels,
     operator::metrics::{ErrorLabels, KindLabels, Metrics, ReconcileLabels},
-    operator::replica_readiness::{Cache, Readiness},
+    operator::replica_readiness::{ReplicaReadiness, WatchedCache},
     operator::sync::lock,
 };
 use coalesce::Request;
@@ -120,7 +120,7 @@ pub struct Context {
     pub channels: ChannelCache,
     pub phone_configurations: Store<PhoneConfiguration>,
     pub index: Arc<Mutex<Index>>,
-    pub readiness: Arc<Readiness>,
+    pub readiness: Arc<ReplicaReadiness>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// The current time, second precision (status timestamps are RFC 3339 seconds).
@@ -140,7 +140,7 @@ impl Context {
         channels: ChannelCache,
         phone_configurations: Store<PhoneConfiguration>,
         index: Arc<Mutex<Index>>,
-        readiness: Arc<Readiness>,
+        readiness: Arc<ReplicaReadiness>,
         metrics: Arc<Metrics>,
         instance: Option<String>,
     ) -> Self {
@@ -346,7 +346,7 @@ pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
+    readiness: Arc<ReplicaReadiness>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     // New caches: ready again once both are listed.
@@ -389,7 +389,7 @@ pub async fn run(
     let (channel_notices, channel_notices_rx) = mpsc::unbounded();
     let (phone_notices, phone_notices_rx) = mpsc::unbounded();
     let channel_watch = readiness.track(
-        Cache::Channels,
+        WatchedCache::Channels,
         unreadable::decoded(
             watch::relisting(
                 scoped::<Stored<DeploymentChannel>>(&client, namespace),
@@ -404,7 +404,7 @@ pub async fn run(
         ),
     );
     let phone_watch = readiness.track(
-        Cache::PhoneConfigurations,
+        WatchedCache::PhoneConfigurations,
         unreadable::decoded(
             watch::relisting(
                 scoped::<Stored<PhoneConfiguration>>(&client, namespace),
@@ -428,7 +428,7 @@ pub async fn run(
         channel_watch,
         ingest::ChannelTables {
             index,
-            tally: ingest::ReadinessTally::default(),
+            tally: ingest::ReadyConditionTally::default(),
             cache: channel_cache.clone(),
             ctx: ctx.clone(),
         },

@@ -19,7 +19,7 @@ use crate::{
     operator::metrics::Metrics,
     operator::metrics::access::{KubeReviewer, MetricsAuth},
     operator::metrics::api_requests::ApiMetricsLayer,
-    operator::replica_readiness::Readiness,
+    operator::replica_readiness::ReplicaReadiness,
     operator::servers,
     operator::tls,
 };
@@ -152,7 +152,7 @@ pub async fn run_with(
         .identity
         .clone()
         .unwrap_or_else(crate::operator::identity::generate);
-    let readiness = Arc::new(Readiness::new(metrics.caches_synced.clone()));
+    let readiness = Arc::new(ReplicaReadiness::new(metrics.caches_synced.clone()));
     let servers = start_servers(
         &args,
         &identity,
@@ -225,7 +225,7 @@ async fn start_servers(
     identity: &str,
     client: Client,
     metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
+    readiness: Arc<ReplicaReadiness>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<std::io::Result<()>>>> {
     if args.probe_address == args.metrics_address {
@@ -291,7 +291,7 @@ struct Controllers {
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
+    readiness: Arc<ReplicaReadiness>,
     /// How long in-flight reconciles get to finish on shutdown.
     grace: Duration,
 }

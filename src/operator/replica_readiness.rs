@@ -15,24 +15,24 @@ use tokio::sync::watch;
 
 /// The caches.
 #[derive(Clone, Copy, Debug)]
-pub enum Cache {
+pub enum WatchedCache {
     Channels,
     PhoneConfigurations,
 }
 
 /// The readiness of one replica, shared by the controllers and the HTTP server.
 #[derive(Debug)]
-pub struct Readiness {
+pub struct ReplicaReadiness {
     channels: watch::Sender<bool>,
     phone_configurations: watch::Sender<bool>,
     standing_by: AtomicBool,
     /// The CRDs are installed and the permissions granted.
     requirements_met: AtomicBool,
-    /// `caches_synced` on `/metrics`, kept equal to [`Readiness::caches_whole`].
+    /// `caches_synced` on `/metrics`, kept equal to [`ReplicaReadiness::caches_whole`].
     synced_gauge: Gauge,
 }
 
-impl Readiness {
+impl ReplicaReadiness {
     /// Caches not listed yet, not standing by; `synced_gauge` follows the caches.
     pub fn new(synced_gauge: Gauge) -> Self {
         synced_gauge.set(0);
@@ -58,10 +58,10 @@ impl Readiness {
     }
 
     /// A watch failed: its cache may have missed changes until it relists.
-    pub fn stale(&self, cache: Cache) {
+    pub fn stale(&self, cache: WatchedCache) {
         match cache {
-            Cache::Channels => self.channels.send_replace(false),
-            Cache::PhoneConfigurations => self.phone_configurations.send_replace(false),
+            WatchedCache::Channels => self.channels.send_replace(false),
+            WatchedCache::PhoneConfigurations => self.phone_configurations.send_replace(false),
         };
         self.export();
     }
@@ -70,7 +70,7 @@ impl Readiness {
     /// marks it listed again once the relist is in the cache).
     pub fn track<S, K>(
         self: &Arc<Self>,
-        cache: Cache,
+        cache: WatchedCache,
         events: S,
     ) -> impl Stream<Item = S::Item> + Send + use<S, K>
     where
@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn ready_once_both_caches_are_listed_and_the_gauge_follows() {
         let gauge = Gauge::default();
-        let readiness = Readiness::new(gauge.clone());
+        let readiness = ReplicaReadiness::new(gauge.clone());
         readiness.set_requirements_met(true);
         assert!(!readiness.is_ready());
         readiness.channels_listed();
@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn a_replica_standing_by_is_ready_without_caches() {
-        let readiness = Readiness::new(Gauge::default());
+        let readiness = ReplicaReadiness::new(Gauge::default());
         readiness.set_requirements_met(true);
         readiness.set_standing_by(true);
         assert!(readiness.is_ready());
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn never_ready_while_crds_or_permissions_are_missing() {
-        let readiness = Readiness::new(Gauge::default());
+        let readiness = ReplicaReadiness::new(Gauge::default());
         readiness.channels_listed();
         readiness.phone_configurations_listed();
         readiness.set_standing_by(true);
@@ -179,7 +179,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_watch_makes_its_cache_stale_until_listed_again() {
         let gauge = Gauge::default();
-        let readiness = Arc::new(Readiness::new(gauge.clone()));
+        let readiness = Arc::new(ReplicaReadiness::new(gauge.clone()));
         readiness.set_requirements_met(true);
         readiness.channels_listed();
         readiness.phone_configurations_listed();
@@ -189,7 +189,7 @@ mod tests {
             Ok(watcher::Event::Init),
         ];
         let seen: Vec<bool> = readiness
-            .track(Cache::Channels, futures::stream::iter(events))
+            .track(WatchedCache::Channels, futures::stream::iter(events))
             .map(|_| readiness.is_ready())
             .collect()
             .await;
@@ -201,7 +201,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_all_wake_when_a_cache_is_listed() {
-        let readiness = std::sync::Arc::new(Readiness::new(Gauge::default()));
+        let readiness = std::sync::Arc::new(ReplicaReadiness::new(Gauge::default()));
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let readiness = readiness.clone();

@@ -16,11 +16,11 @@ use axum::{
 use crate::{
     operator::metrics::Metrics,
     operator::metrics::access::{self, MetricsAuth},
-    operator::replica_readiness::Readiness,
+    operator::replica_readiness::ReplicaReadiness,
 };
 
 /// The probe routes.
-pub fn probe_router(readiness: Arc<Readiness>) -> Router {
+pub fn probe_router(readiness: Arc<ReplicaReadiness>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -82,7 +82,7 @@ async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoRespons
     )
 }
 
-async fn readyz(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
+async fn readyz(State(readiness): State<Arc<ReplicaReadiness>>) -> impl IntoResponse {
     if readiness.is_ready() {
         (StatusCode::OK, "ok")
     } else {
@@ -101,7 +101,7 @@ mod tests {
     /// The probe and (unprotected) metrics routes of one replica.
     struct Replica {
         metrics: Arc<Metrics>,
-        readiness: Arc<Readiness>,
+        readiness: Arc<ReplicaReadiness>,
     }
 
     async fn get(state: &Replica, path: &str) -> (StatusCode, String) {
@@ -118,7 +118,7 @@ mod tests {
 
     fn state() -> Replica {
         let metrics = Arc::new(Metrics::default());
-        let readiness = Arc::new(Readiness::new(metrics.caches_synced.clone()));
+        let readiness = Arc::new(ReplicaReadiness::new(metrics.caches_synced.clone()));
         readiness.set_requirements_met(true);
         Replica { readiness, metrics }
     }

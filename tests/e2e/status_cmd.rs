@@ -550,7 +550,7 @@ async fn status_identifier_conflict_across_namespaces(ctx: Ctx) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = std::sync::Arc::new(Metrics::default());
     let readiness = std::sync::Arc::new(
-        deploymentchannel_operator::operator::replica_readiness::Readiness::new(
+        deploymentchannel_operator::operator::replica_readiness::ReplicaReadiness::new(
             metrics.caches_synced.clone(),
         ),
     );

@@ -195,7 +195,7 @@ impl Operator {
             ..Settings::default()
         };
         let readiness = Arc::new(
-            deploymentchannel_operator::operator::replica_readiness::Readiness::new(
+            deploymentchannel_operator::operator::replica_readiness::ReplicaReadiness::new(
                 metrics.caches_synced.clone(),
             ),
         );

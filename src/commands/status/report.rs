@@ -20,7 +20,7 @@ use crate::{
     core::index::{Index, ObjectKey},
     core::validation::{validate_channel, validate_phone_configuration},
 };
-use advice::{ChannelSituation, Reason};
+use advice::{ChannelSituation, ConditionReason};
 
 /// How many of the latest Events a channel report shows.
 pub const EVENTS_SHOWN: usize = 5;
@@ -53,7 +53,7 @@ impl ObjectName {
 /// An object's Ready condition, as far as a reader can tell.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Readiness {
+pub struct ReadyConditionView {
     /// `True`, `False`, or `Unknown` when there is no Ready condition yet.
     pub status: String,
     pub reason: Option<String>,
@@ -64,7 +64,7 @@ pub struct Readiness {
     pub current: bool,
 }
 
-impl Readiness {
+impl ReadyConditionView {
     fn of(
         conditions: &[Condition],
         generation: Option<i64>,
@@ -127,7 +127,7 @@ pub struct PhoneConfigurationView {
     pub phone_number: Option<String>,
     pub provider: Option<String>,
     pub capabilities: Vec<String>,
-    pub ready: Option<Readiness>,
+    pub ready: Option<ReadyConditionView>,
     /// Why it could not be read.
     pub error: Option<String>,
 }
@@ -168,7 +168,7 @@ pub struct ChannelReport {
     pub identifier: String,
     pub generation: Option<i64>,
     pub observed_generation: Option<i64>,
-    pub ready: Readiness,
+    pub ready: ReadyConditionView,
     pub conditions: Vec<ConditionView>,
     /// CALLS and SMS: the PhoneConfiguration the spec names.
     pub phone_configuration: Option<PhoneConfigurationView>,
@@ -214,8 +214,9 @@ pub fn channel_report(inputs: &ChannelInputs) -> ChannelReport {
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
     let observed_generation = channel.status.as_ref().and_then(|s| s.observed_generation);
-    let ready = Readiness::of(conditions, channel.metadata.generation, observed_generation);
-    let reason = ready.reason.as_deref().and_then(Reason::from_code);
+    let ready =
+        ReadyConditionView::of(conditions, channel.metadata.generation, observed_generation);
+    let reason = ready.reason.as_deref().and_then(ConditionReason::from_code);
     let mut unreadable = Vec::new();
 
     let phone_configuration = referenced_phone_configuration(channel).map(|name| {
@@ -234,11 +235,12 @@ pub fn channel_report(inputs: &ChannelInputs) -> ChannelReport {
         Ok(neighbours) => claims(channel, neighbours, reason),
         Err(why) => {
             unreadable.push(why.clone());
-            let conflict = (reason == Some(Reason::IdentifierConflict)).then(|| ConflictView {
-                identifier: channel.spec.channel_identifier.clone(),
-                holder: None,
-                held_in_another_namespace: false,
-            });
+            let conflict =
+                (reason == Some(ConditionReason::IdentifierConflict)).then(|| ConflictView {
+                    identifier: channel.spec.channel_identifier.clone(),
+                    holder: None,
+                    held_in_another_namespace: false,
+                });
             (conflict, Vec::new())
         }
     };
@@ -292,7 +294,7 @@ pub fn channel_report(inputs: &ChannelInputs) -> ChannelReport {
     }
 }
 
-fn unknown_reason(ready: &Readiness) -> String {
+fn unknown_reason(ready: &ReadyConditionView) -> String {
     format!(
         "the operator reports reason {:?}, which this version of the tool does not know: read the message, or use the tool of the operator's version",
         ready.reason.as_deref().unwrap_or_default()
@@ -324,7 +326,7 @@ fn phone_configuration_view(
                 .iter()
                 .map(|c| c.as_str().to_string())
                 .collect();
-            view.ready = Some(Readiness::of(
+            view.ready = Some(ReadyConditionView::of(
                 status.map(|s| s.conditions.as_slice()).unwrap_or_default(),
                 pc.metadata.generation,
                 status.and_then(|s| s.observed_generation),
@@ -344,7 +346,7 @@ fn phone_configuration_view(
 fn claims(
     channel: &DeploymentChannel,
     neighbours: &[DeploymentChannel],
-    reason: Option<Reason>,
+    reason: Option<ConditionReason>,
 ) -> (Option<ConflictView>, Vec<ObjectName>) {
     let Some(key) = ObjectKey::of(channel) else {
         return (None, Vec::new());
@@ -364,7 +366,7 @@ fn claims(
     let identifier = validate_channel(&channel.spec)
         .map(|valid| valid.claim().identifier.to_string())
         .unwrap_or_else(|_| channel.spec.channel_identifier.clone());
-    let conflict = (reason == Some(Reason::IdentifierConflict)).then(|| {
+    let conflict = (reason == Some(ConditionReason::IdentifierConflict)).then(|| {
         // A same-namespace candidate that is itself in conflict is not the
         // holder: the holder is older still, in another namespace.
         let holder = index
@@ -378,7 +380,8 @@ fn claims(
                         .map(|s| s.conditions.as_slice())
                         .unwrap_or_default();
                     find_condition(conditions, condition::READY).is_none_or(|r| {
-                        Reason::from_code(&r.reason) != Some(Reason::IdentifierConflict)
+                        ConditionReason::from_code(&r.reason)
+                            != Some(ConditionReason::IdentifierConflict)
                     })
                 })
             });
@@ -448,7 +451,7 @@ pub struct BoundChannel {
     #[serde(rename = "type")]
     pub deployment_type: DeploymentType,
     pub identifier: String,
-    pub ready: Readiness,
+    pub ready: ReadyConditionView,
 }
 
 /// Everything `status phoneconfiguration NAME` says.
@@ -463,7 +466,7 @@ pub struct PhoneConfigurationReport {
     pub capabilities: Vec<String>,
     pub generation: Option<i64>,
     pub observed_generation: Option<i64>,
-    pub ready: Readiness,
+    pub ready: ReadyConditionView,
     pub conditions: Vec<ConditionView>,
     /// The channels of its namespace that name it, by name.
     pub bound_channels: Vec<BoundChannel>,
@@ -481,7 +484,7 @@ pub fn phone_configuration_report(
     let status = pc.status.as_ref();
     let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let observed_generation = status.and_then(|s| s.observed_generation);
-    let ready = Readiness::of(conditions, pc.metadata.generation, observed_generation);
+    let ready = ReadyConditionView::of(conditions, pc.metadata.generation, observed_generation);
     let mut unreadable = Vec::new();
     let mut bound_channels: Vec<BoundChannel> = match channels {
         Ok(channels) => channels
@@ -494,7 +497,7 @@ pub fn phone_configuration_report(
                 name: c.metadata.name.clone().unwrap_or_default(),
                 deployment_type: c.spec.deployment_type,
                 identifier: c.spec.channel_identifier.clone(),
-                ready: Readiness::of(
+                ready: ReadyConditionView::of(
                     c.status
                         .as_ref()
                         .map(|s| s.conditions.as_slice())
@@ -517,7 +520,7 @@ pub fn phone_configuration_report(
     let spec_errors = validate_phone_configuration(&pc.spec)
         .err()
         .unwrap_or_default();
-    let next_step = match ready.reason.as_deref().map(Reason::from_code) {
+    let next_step = match ready.reason.as_deref().map(ConditionReason::from_code) {
         None => "wait: the operator has not reported on this PhoneConfiguration yet; if this lasts, check that the operator runs and watches this namespace".to_string(),
         Some(Some(reason)) if ready.current => {
             advice::phone_configuration_next_step(reason, &spec_errors, not_ready)
@@ -562,7 +565,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, readiness: &Readiness) {
+    fn add(&mut self, readiness: &ReadyConditionView) {
         self.total += 1;
         if !readiness.current {
             self.pending += 1;
@@ -644,7 +647,7 @@ pub fn summary(
     let mut groups: BTreeMap<String, Vec<NotReadyChannel>> = BTreeMap::new();
     for channel in channels {
         let status = channel.status.as_ref();
-        let readiness = Readiness::of(
+        let readiness = ReadyConditionView::of(
             status.map(|s| s.conditions.as_slice()).unwrap_or_default(),
             channel.metadata.generation,
             status.and_then(|s| s.observed_generation),
@@ -686,7 +689,7 @@ pub fn summary(
             let mut counts = Counts::default();
             for pc in list {
                 let status = pc.status.as_ref();
-                counts.add(&Readiness::of(
+                counts.add(&ReadyConditionView::of(
                     status.map(|s| s.conditions.as_slice()).unwrap_or_default(),
                     pc.metadata.generation,
                     status.and_then(|s| s.observed_generation),

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 /// What kind of problem a rule reports; the API server's field error types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RuleReason {
+pub enum RuleErrorType {
     /// The field is missing but this deploymentType needs it.
     Required,
     /// The field belongs to another deploymentType.
@@ -24,13 +24,13 @@ pub enum RuleReason {
     Invalid,
 }
 
-impl RuleReason {
+impl RuleErrorType {
     /// The value of the rule's `reason`.
     pub fn as_str(self) -> &'static str {
         match self {
-            RuleReason::Required => "FieldValueRequired",
-            RuleReason::Forbidden => "FieldValueForbidden",
-            RuleReason::Invalid => "FieldValueInvalid",
+            RuleErrorType::Required => "FieldValueRequired",
+            RuleErrorType::Forbidden => "FieldValueForbidden",
+            RuleErrorType::Invalid => "FieldValueInvalid",
         }
     }
 }
@@ -42,7 +42,7 @@ pub struct SpecRule {
     pub rule: String,
     /// The field the rule is about, relative to `spec`.
     pub field_path: &'static str,
-    pub reason: RuleReason,
+    pub reason: RuleErrorType,
     /// The message when `message_expression` is absent or cannot be used.
     pub message: &'static str,
     /// A message that quotes the offending value (bounded in length).
@@ -81,7 +81,7 @@ fn required(field: &'static str, types: &[&str], message: &'static str) -> SpecR
     SpecRule {
         rule: format!("!({}) || ({})", type_in(types), has_config(field)),
         field_path: field,
-        reason: RuleReason::Required,
+        reason: RuleErrorType::Required,
         message,
         message_expression: None,
     }
@@ -92,7 +92,7 @@ fn forbidden(field: &'static str, types: &[&str], message: &'static str) -> Spec
     SpecRule {
         rule: format!("!({}) || ({})", has_config(field), type_in(types)),
         field_path: field,
-        reason: RuleReason::Forbidden,
+        reason: RuleErrorType::Forbidden,
         message,
         message_expression: None,
     }
@@ -106,7 +106,7 @@ fn identifier(types: &[&str], pattern: &str, message: &'static str, expected: &s
             type_in(types)
         ),
         field_path: ".channelIdentifier",
-        reason: RuleReason::Invalid,
+        reason: RuleErrorType::Invalid,
         message,
         message_expression: Some(format!(
             "{} + ' {expected}'",
@@ -135,7 +135,7 @@ pub fn spec_rules() -> Vec<SpecRule> {
             has_config(".configuration.packageName")
         ),
         field_path: ".configuration.packageName",
-        reason: RuleReason::Invalid,
+        reason: RuleErrorType::Invalid,
         message: "must equal spec.channelIdentifier when deploymentType is MOBILE",
         message_expression: None,
     };

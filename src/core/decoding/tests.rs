@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::core::field_error::Reason;
+use crate::core::field_error::FieldErrorType;
 
 fn stored<K>(object: Value) -> Stored<K> {
     serde_json::from_value(object).expect("a stored object")
@@ -83,37 +83,37 @@ fn each_problem_names_its_field_in_the_api_servers_words() {
     let cases = [
         (
             channel(wrong_enum),
-            Reason::NotSupported,
+            FieldErrorType::NotSupported,
             r#"spec.deploymentType: Unsupported value: "FAX": supported values: "CALLS", "SMS", "WEB", "MOBILE""#,
         ),
         (
             channel(wrong_type),
-            Reason::TypeInvalid,
+            FieldErrorType::TypeInvalid,
             r#"spec.channelIdentifier: Invalid value: "integer": spec.channelIdentifier in body must be of type string: "integer""#,
         ),
         (
             channel(missing),
-            Reason::Required,
+            FieldErrorType::Required,
             "spec.channelIdentifier: Required value",
         ),
         (
             channel(not_an_object),
-            Reason::TypeInvalid,
+            FieldErrorType::TypeInvalid,
             r#"spec.configuration: Invalid value: "string": spec.configuration in body must be of type object: "string""#,
         ),
         (
             channel(nested),
-            Reason::NotSupported,
+            FieldErrorType::NotSupported,
             r#"spec.configuration.widgetConfiguration.position: Unsupported value: "middle": supported values: "left", "right""#,
         ),
         (
             channel(boolean),
-            Reason::TypeInvalid,
+            FieldErrorType::TypeInvalid,
             r#"spec.recordingEnabled: Invalid value: "string": spec.recordingEnabled in body must be of type boolean: "string""#,
         ),
         (
             channel(json!(7)),
-            Reason::TypeInvalid,
+            FieldErrorType::TypeInvalid,
             r#"spec: Invalid value: "integer": spec in body must be of type object: "integer""#,
         ),
     ];

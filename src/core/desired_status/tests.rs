@@ -277,24 +277,24 @@ fn readiness_changes_worth_an_event() {
     let ready = channel_status(&facts(&validation, Some(&pc), None), None, &at(1)).conditions;
     let lost = channel_status(&facts(&validation, None, None), None, &at(2)).conditions;
     assert_eq!(
-        readiness_change(&[], &ready),
+        ready_transition(&[], &ready),
         None,
         "a first Ready is not an event"
     );
-    assert_eq!(readiness_change(&[], &lost), None);
-    assert_eq!(readiness_change(&ready, &ready), None);
+    assert_eq!(ready_transition(&[], &lost), None);
+    assert_eq!(ready_transition(&ready, &ready), None);
     assert_eq!(
-        readiness_change(&ready, &lost),
-        Some(ReadinessChange::Lost {
+        ready_transition(&ready, &lost),
+        Some(ReadyTransition::Lost {
             reason: "PhoneConfigurationNotFound".into(),
             message: lost[0].message.clone()
         })
     );
     assert_eq!(
-        readiness_change(&lost, &ready),
-        Some(ReadinessChange::Recovered)
+        ready_transition(&lost, &ready),
+        Some(ReadyTransition::Recovered)
     );
-    assert_eq!(readiness_change(&lost, &lost), None);
+    assert_eq!(ready_transition(&lost, &lost), None);
 }
 
 #[test]

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     core::api::DeploymentChannel,
-    core::desired_status::{ReadinessChange, desired_channel_status, readiness_change},
+    core::desired_status::{ReadyTransition, desired_channel_status, ready_transition},
     core::index::ObjectKey,
     core::validation::validate_channel,
     operator::channel_cache::CachedChannel,
@@ -94,7 +94,7 @@ async fn reconcile(channel: &CachedChannel, ctx: &Context) -> Result<Written, Er
         .as_ref()
         .map(|p| p.status.conditions.as_slice())
         .unwrap_or_default();
-    if let Some(change) = readiness_change(previous_conditions, &desired.conditions) {
+    if let Some(change) = ready_transition(previous_conditions, &desired.conditions) {
         publish(ctx, channel, change).await;
     }
     Ok(written)
@@ -102,10 +102,10 @@ async fn reconcile(channel: &CachedChannel, ctx: &Context) -> Result<Written, Er
 
 /// Records a readiness change as a Kubernetes Event. A failure to record is
 /// logged, not retried: the status already says the same.
-async fn publish(ctx: &Context, channel: &CachedChannel, change: ReadinessChange) {
+async fn publish(ctx: &Context, channel: &CachedChannel, change: ReadyTransition) {
     let key = &channel.key;
     let (event, reason) = match change {
-        ReadinessChange::Lost { reason, message } => {
+        ReadyTransition::Lost { reason, message } => {
             info!(channel = %key, %reason, %message, "channel is no longer ready");
             (
                 Event {
@@ -118,7 +118,7 @@ async fn publish(ctx: &Context, channel: &CachedChannel, change: ReadinessChange
                 "NotReady",
             )
         }
-        ReadinessChange::Recovered => {
+        ReadyTransition::Recovered => {
             info!(channel = %key, "channel is ready again");
             (
                 Event {

@@ -1,6 +1,6 @@
 //! Watch streams into caches, per-object tables and triggers.
 //!
-//! Every watch goes through one mechanism: [`Relist`] turns its events into
+//! Every watch goes through one mechanism: [`TableFeed`] turns its events into
 //! `apply` and `delete` calls on a [`Table`], a relist being the applies of
 //! what was listed followed by the deletes of what was not. The tables are
 //! everything kept per object: for channels the index, the readiness tally
@@ -77,12 +77,12 @@ pub(super) trait Table<K> {
 /// Feeds one watch's events to a table. During a relist, what the applies
 /// change is held back and reported with the deletes when the list is
 /// complete, since only then does the cache hold the listed objects.
-pub(super) struct Relist<C> {
+pub(super) struct TableFeed<C> {
     listed: Option<HashSet<ObjectKey>>,
     held: C,
 }
 
-impl<C: Changes> Default for Relist<C> {
+impl<C: Changes> Default for TableFeed<C> {
     fn default() -> Self {
         Self {
             listed: None,
@@ -91,7 +91,7 @@ impl<C: Changes> Default for Relist<C> {
     }
 }
 
-impl<C: Changes> Relist<C> {
+impl<C: Changes> TableFeed<C> {
     /// Applies one event to `table`; returns what it changed.
     pub fn on<K: Resource, T: Table<K, Changes = C>>(
         &mut self,
@@ -161,7 +161,7 @@ pub struct Triggers {
 /// cache entry). One key per channel, shared by the index and the cache.
 pub(super) struct ChannelTables {
     pub index: Arc<Mutex<Index>>,
-    pub tally: ReadinessTally,
+    pub tally: ReadyConditionTally,
     pub cache: ChannelCache,
     pub ctx: Arc<Context>,
 }
@@ -209,7 +209,7 @@ pub(super) async fn channels(
     let labels = KindLabels {
         kind: "DeploymentChannel",
     };
-    let mut relist = Relist::default();
+    let mut feed = TableFeed::default();
     let cache = tables.cache.clone();
     let metrics = ctx.metrics.clone();
     watch
@@ -223,7 +223,7 @@ pub(super) async fn channels(
                 }
             };
             metrics.watch_events.get_or_create(&labels).inc();
-            let affected = relist.on(&event, &mut tables);
+            let affected = feed.on(&event, &mut tables);
             tables.tally.export(&metrics);
             metrics
                 .cached_objects
@@ -331,7 +331,7 @@ pub(super) async fn phone_configurations(
         kind: "PhoneConfiguration",
     };
     let cache = writer.as_reader();
-    let mut relist = Relist::default();
+    let mut feed = TableFeed::default();
     watch
         .default_backoff()
         .modify(cached_form)
@@ -353,7 +353,7 @@ pub(super) async fn phone_configurations(
                 let version = pc.metadata.resource_version.as_deref();
                 ctx.phone_status.cached(&key, version.unwrap_or_default());
             }
-            let mut changed = relist.on(&event, &mut tables);
+            let mut changed = feed.on(&event, &mut tables);
             ctx.metrics
                 .cached_objects
                 .get_or_create(&labels)
@@ -402,12 +402,12 @@ pub(super) async fn phone_configurations(
 /// to date from watch events so that scraping `/metrics` costs nothing.
 /// Each channel's own label is kept in its cache entry.
 #[derive(Default)]
-pub(super) struct ReadinessTally {
+pub(super) struct ReadyConditionTally {
     /// Every (status, reason) seen stays, so that a count that drops to zero is exported as 0.
     counts: HashMap<ReadyLabel, i64>,
 }
 
-impl ReadinessTally {
+impl ReadyConditionTally {
     fn add(&mut self, label: ReadyLabel, n: i64) {
         *self.counts.entry(label).or_default() += n;
     }

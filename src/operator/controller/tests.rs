@@ -102,7 +102,7 @@ fn context(
         phone_writer.apply_watcher_event(&watcher::Event::Apply(phone.clone()));
     }
     let metrics = Arc::new(Metrics::default());
-    let readiness = Arc::new(Readiness::new(metrics.caches_synced.clone()));
+    let readiness = Arc::new(ReplicaReadiness::new(metrics.caches_synced.clone()));
     readiness.channels_listed();
     readiness.phone_configurations_listed();
     let mut ctx = Context::new(
@@ -521,7 +521,7 @@ async fn channels_are_counted_by_ready_reason_and_failed_watches_are_counted() {
         futures::stream::iter(events),
         ingest::ChannelTables {
             index: ctx.index.clone(),
-            tally: ingest::ReadinessTally::default(),
+            tally: ingest::ReadyConditionTally::default(),
             cache: ctx.channels.clone(),
             ctx: ctx.clone(),
         },

@@ -2,7 +2,7 @@
 //! server outage a watch may resume where it stopped or be told `410 Gone`;
 //! either way the cache may have missed changes, so the operator relists
 //! (and `/readyz` fails from the failure until that list is in the cache:
-//! [`crate::operator::replica_readiness::Readiness::track`]).
+//! [`crate::operator::replica_readiness::ReplicaReadiness::track`]).
 //!
 //! A list is a streaming list (a watch that first sends every object, then
 //! a bookmark) where the API server offers one: objects arrive one at a

@@ -1,5 +1,5 @@
 //! What to do next, keyed by the reason codes the controller writes. Every
-//! code in [`crate::core::desired_status::reason`] is a [`Reason`], and every `Reason` has
+//! code in [`crate::core::desired_status::reason`] is a [`ConditionReason`], and every `ConditionReason` has
 //! advice by an exhaustive match, so a new reason cannot ship without it.
 
 use crate::{
@@ -13,7 +13,7 @@ use super::ObjectName;
 
 /// A reason code the controller writes on a condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
+pub enum ConditionReason {
     Ready,
     Valid,
     InvalidSpec,
@@ -25,32 +25,32 @@ pub enum Reason {
     IdentifierConflict,
 }
 
-impl Reason {
+impl ConditionReason {
     /// Every reason.
-    pub const ALL: [Reason; 9] = [
-        Reason::Ready,
-        Reason::Valid,
-        Reason::InvalidSpec,
-        Reason::Resolved,
-        Reason::PhoneConfigurationNotFound,
-        Reason::PhoneConfigurationNotReady,
-        Reason::CapabilityMissing,
-        Reason::PhoneNumberMismatch,
-        Reason::IdentifierConflict,
+    pub const ALL: [ConditionReason; 9] = [
+        ConditionReason::Ready,
+        ConditionReason::Valid,
+        ConditionReason::InvalidSpec,
+        ConditionReason::Resolved,
+        ConditionReason::PhoneConfigurationNotFound,
+        ConditionReason::PhoneConfigurationNotReady,
+        ConditionReason::CapabilityMissing,
+        ConditionReason::PhoneNumberMismatch,
+        ConditionReason::IdentifierConflict,
     ];
 
     /// The code as the controller writes it.
     pub fn code(self) -> &'static str {
         match self {
-            Reason::Ready => reason::READY,
-            Reason::Valid => reason::VALID,
-            Reason::InvalidSpec => reason::INVALID_SPEC,
-            Reason::Resolved => reason::RESOLVED,
-            Reason::PhoneConfigurationNotFound => reason::PHONE_CONFIGURATION_NOT_FOUND,
-            Reason::PhoneConfigurationNotReady => reason::PHONE_CONFIGURATION_NOT_READY,
-            Reason::CapabilityMissing => reason::CAPABILITY_MISSING,
-            Reason::PhoneNumberMismatch => reason::PHONE_NUMBER_MISMATCH,
-            Reason::IdentifierConflict => reason::IDENTIFIER_CONFLICT,
+            ConditionReason::Ready => reason::READY,
+            ConditionReason::Valid => reason::VALID,
+            ConditionReason::InvalidSpec => reason::INVALID_SPEC,
+            ConditionReason::Resolved => reason::RESOLVED,
+            ConditionReason::PhoneConfigurationNotFound => reason::PHONE_CONFIGURATION_NOT_FOUND,
+            ConditionReason::PhoneConfigurationNotReady => reason::PHONE_CONFIGURATION_NOT_READY,
+            ConditionReason::CapabilityMissing => reason::CAPABILITY_MISSING,
+            ConditionReason::PhoneNumberMismatch => reason::PHONE_NUMBER_MISMATCH,
+            ConditionReason::IdentifierConflict => reason::IDENTIFIER_CONFLICT,
         }
     }
 
@@ -77,25 +77,25 @@ pub struct ChannelSituation<'a> {
 }
 
 /// One line: what to do next about a channel whose Ready reason is `reason`.
-pub fn channel_next_step(reason: Reason, s: &ChannelSituation<'_>) -> String {
+pub fn channel_next_step(reason: ConditionReason, s: &ChannelSituation<'_>) -> String {
     let config = s.phone_configuration_name.unwrap_or("(unnamed)");
     let capability = match s.deployment_type {
         DeploymentType::Sms => "SMS",
         _ => "VOICE",
     };
     match reason {
-        Reason::Ready | Reason::Valid | Reason::Resolved => {
+        ConditionReason::Ready | ConditionReason::Valid | ConditionReason::Resolved => {
             "nothing to do: the channel is ready".to_string()
         }
-        Reason::InvalidSpec => match s.spec_errors {
+        ConditionReason::InvalidSpec => match s.spec_errors {
             [] => "fix the field named in the message, then apply the channel again".to_string(),
             errors => format!("fix {}, then apply the channel again", fields(errors)),
         },
-        Reason::PhoneConfigurationNotFound => format!(
+        ConditionReason::PhoneConfigurationNotFound => format!(
             "create PhoneConfiguration {config:?} in namespace {:?} with phoneNumber {} and the {capability} capability, or set spec.configuration.phoneConfigurationId to an existing one",
             s.namespace, s.identifier
         ),
-        Reason::PhoneConfigurationNotReady => {
+        ConditionReason::PhoneConfigurationNotReady => {
             let problems = s
                 .phone_configuration
                 .and_then(|pc| validate_phone_configuration(&pc.spec).err())
@@ -108,10 +108,10 @@ pub fn channel_next_step(reason: Reason, s: &ChannelSituation<'_>) -> String {
                 format!("fix {} of PhoneConfiguration {config:?}", fields(&problems))
             }
         }
-        Reason::CapabilityMissing => format!(
+        ConditionReason::CapabilityMissing => format!(
             "add the {capability} capability to spec.capabilities of PhoneConfiguration {config:?}, or point spec.configuration.phoneConfigurationId at one that has it"
         ),
-        Reason::PhoneNumberMismatch => {
+        ConditionReason::PhoneNumberMismatch => {
             let theirs = s
                 .phone_configuration
                 .map(|pc| pc.spec.phone_number.as_str())
@@ -121,7 +121,7 @@ pub fn channel_next_step(reason: Reason, s: &ChannelSituation<'_>) -> String {
                 s.identifier
             )
         }
-        Reason::IdentifierConflict => match s.holder {
+        ConditionReason::IdentifierConflict => match s.holder {
             Some(holder) => format!(
                 "delete DeploymentChannel {:?} or change its spec.channelIdentifier, or give this channel another identifier; it becomes ready by itself once {:?} lets go",
                 holder.name, holder.name
@@ -134,23 +134,23 @@ pub fn channel_next_step(reason: Reason, s: &ChannelSituation<'_>) -> String {
 /// One line: what to do next about a PhoneConfiguration whose Ready reason is
 /// `reason`, given its spec problems and how many bound channels are not ready.
 pub fn phone_configuration_next_step(
-    reason: Reason,
+    reason: ConditionReason,
     spec_errors: &[FieldError],
     channels_not_ready: usize,
 ) -> String {
     match reason {
-        Reason::InvalidSpec => match spec_errors {
+        ConditionReason::InvalidSpec => match spec_errors {
             [] => "fix the field named in the message, then apply it again".to_string(),
             errors => format!("fix {}, then apply it again", fields(errors)),
         },
-        Reason::Ready
-        | Reason::Valid
-        | Reason::Resolved
-        | Reason::PhoneConfigurationNotFound
-        | Reason::PhoneConfigurationNotReady
-        | Reason::CapabilityMissing
-        | Reason::PhoneNumberMismatch
-        | Reason::IdentifierConflict => match channels_not_ready {
+        ConditionReason::Ready
+        | ConditionReason::Valid
+        | ConditionReason::Resolved
+        | ConditionReason::PhoneConfigurationNotFound
+        | ConditionReason::PhoneConfigurationNotReady
+        | ConditionReason::CapabilityMissing
+        | ConditionReason::PhoneNumberMismatch
+        | ConditionReason::IdentifierConflict => match channels_not_ready {
             0 => "nothing to do: the PhoneConfiguration is ready".to_string(),
             1 => "the PhoneConfiguration is ready; 1 bound channel is not: see its reason above"
                 .to_string(),

@@ -5,7 +5,8 @@ use anstyle::{AnsiColor, Style};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
-    ChannelReport, ConditionView, Counts, Lookup, PhoneConfigurationReport, Readiness, Summary,
+    ChannelReport, ConditionView, Counts, Lookup, PhoneConfigurationReport, ReadyConditionView,
+    Summary,
 };
 
 /// Styles for the parts of the text that carry meaning.
@@ -187,7 +188,7 @@ fn age_of(then: Option<&Time>, now: &Time) -> String {
 }
 
 /// `True (Ready) for 3m`, and the message on the next line.
-fn readiness_lines(ready: &Readiness, now: &Time, palette: &Palette) -> Vec<String> {
+fn readiness_lines(ready: &ReadyConditionView, now: &Time, palette: &Palette) -> Vec<String> {
     let mut first = palette.status(&ready.status);
     if let Some(reason) = &ready.reason {
         first.push_str(&format!(" ({reason})"));

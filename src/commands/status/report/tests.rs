@@ -8,7 +8,7 @@ use k8s_openapi::{
 };
 use serde_json::json;
 
-use super::{advice::Reason, render::Palette, *};
+use super::{advice::ConditionReason, render::Palette, *};
 use crate::{
     core::api::{Capability, ChannelConfiguration, DeploymentChannelSpec, PhoneConfigurationSpec},
     core::desired_status::{ChannelFacts, ClaimHolder, channel_status, phone_configuration_status},
@@ -207,13 +207,13 @@ fn every_reason_the_controller_writes_has_advice() {
         holder: Some(&holder),
     };
     for code in &constants {
-        let reason = Reason::from_code(code)
+        let reason = ConditionReason::from_code(code)
             .unwrap_or_else(|| panic!("reason {code:?} in status::reason has no advice"));
         assert_eq!(reason.code(), code);
         assert!(!advice::channel_next_step(reason, &situation).is_empty());
         assert!(!advice::phone_configuration_next_step(reason, &[], 0).is_empty());
     }
-    for reason in Reason::ALL {
+    for reason in ConditionReason::ALL {
         assert!(
             constants.iter().any(|c| c == reason.code()),
             "{reason:?} is not a reason the controller writes"

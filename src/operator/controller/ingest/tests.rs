@@ -56,17 +56,17 @@ fn key(name: &str) -> ObjectKey {
 #[test]
 fn a_relist_forgets_what_it_did_not_list_and_reports_it_when_complete() {
     let mut table = IndexTable::default();
-    let mut relist = Relist::default();
-    relist.on(
+    let mut feed = TableFeed::default();
+    feed.on(
         &watcher::Event::Apply(calls("gone", 100, "+12125551234", "p")),
         &mut table,
     );
-    relist.on(
+    feed.on(
         &watcher::Event::Apply(calls("kept", 200, "+12125551234", "p")),
         &mut table,
     );
-    assert!(relist.on(&watcher::Event::Init, &mut table) == Affected::default());
-    let during = relist.on(
+    assert!(feed.on(&watcher::Event::Init, &mut table) == Affected::default());
+    let during = feed.on(
         &watcher::Event::InitApply(calls("kept", 200, "+12125551234", "p")),
         &mut table,
     );
@@ -75,7 +75,7 @@ fn a_relist_forgets_what_it_did_not_list_and_reports_it_when_complete() {
         Affected::default(),
         "held until the list is complete"
     );
-    let affected = relist.on(&watcher::Event::<DeploymentChannel>::InitDone, &mut table);
+    let affected = feed.on(&watcher::Event::<DeploymentChannel>::InitDone, &mut table);
     assert_eq!(affected.channels, BTreeSet::from([key("kept")]));
     assert_eq!(affected.phone_configurations, BTreeSet::from([key("p")]));
     assert_eq!(table.keys(), vec![key("kept")]);
@@ -85,10 +85,10 @@ fn a_relist_forgets_what_it_did_not_list_and_reports_it_when_complete() {
 #[test]
 fn a_delete_event_drops_the_entry() {
     let mut table = IndexTable::default();
-    let mut relist = Relist::default();
+    let mut feed = TableFeed::default();
     let channel = calls("a", 1, "+12125551234", "p");
-    relist.on(&watcher::Event::Apply(channel.clone()), &mut table);
-    let affected = relist.on(&watcher::Event::Delete(channel), &mut table);
+    feed.on(&watcher::Event::Apply(channel.clone()), &mut table);
+    let affected = feed.on(&watcher::Event::Delete(channel), &mut table);
     assert_eq!(affected.phone_configurations, BTreeSet::from([key("p")]));
     assert!(table.0.is_empty());
     assert_eq!(table.0.bound_channels(&key("p")), 0);
@@ -105,7 +105,7 @@ enum Op {
     },
     /// A relist that lists the live channels whose bit is set in `keep`
     /// (the others were deleted while the watch was down).
-    Relist {
+    TableFeed {
         keep: u8,
     },
 }
@@ -114,7 +114,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..6usize, 0..3usize).prop_map(|(name, number)| Op::Apply { name, number }),
         (0..6usize).prop_map(|name| Op::Delete { name }),
-        any::<u8>().prop_map(|keep| Op::Relist { keep }),
+        any::<u8>().prop_map(|keep| Op::TableFeed { keep }),
     ]
 }
 
@@ -123,7 +123,7 @@ proptest! {
     fn the_index_equals_one_built_from_the_final_cache(ops in prop::collection::vec(op(), 1..60)) {
         let numbers = ["+12125551234", "+12125551235", "+99912345678"];
         let mut table = IndexTable::default();
-        let mut relist = Relist::default();
+        let mut feed = TableFeed::default();
         // The cache: what the watch says exists now.
         let mut cache: BTreeMap<String, DeploymentChannel> = BTreeMap::new();
         for op in ops {
@@ -134,26 +134,26 @@ proptest! {
                         c.metadata.creation_timestamp.as_ref().unwrap().0.as_second()
                     });
                     let channel = calls(&name, created, numbers[number], "p");
-                    relist.on(&watcher::Event::Apply(channel.clone()), &mut table);
+                    feed.on(&watcher::Event::Apply(channel.clone()), &mut table);
                     cache.insert(name, channel);
                 }
                 Op::Delete { name } => {
                     if let Some(channel) = cache.remove(&format!("c{name}")) {
-                        relist.on(&watcher::Event::Delete(channel), &mut table);
+                        feed.on(&watcher::Event::Delete(channel), &mut table);
                     }
                 }
-                Op::Relist { keep } => {
+                Op::TableFeed { keep } => {
                     cache = cache
                         .into_iter()
                         .enumerate()
                         .filter(|(i, _)| keep & (1 << (i % 8)) != 0)
                         .map(|(_, entry)| entry)
                         .collect();
-                    relist.on(&watcher::Event::Init, &mut table);
+                    feed.on(&watcher::Event::Init, &mut table);
                     for channel in cache.values() {
-                        relist.on(&watcher::Event::InitApply(channel.clone()), &mut table);
+                        feed.on(&watcher::Event::InitApply(channel.clone()), &mut table);
                     }
-                    relist.on(&watcher::Event::<DeploymentChannel>::InitDone, &mut table);
+                    feed.on(&watcher::Event::<DeploymentChannel>::InitDone, &mut table);
                 }
             }
         }
