@@ -8,6 +8,7 @@
 
 mod channel;
 mod coalesce;
+mod events;
 mod ingest;
 mod phone;
 mod scheduler;
@@ -52,7 +53,7 @@ use crate::{
 };
 use coalesce::Request;
 use status_writer::StatusWriter;
-use unreadable::Unreadable;
+use unreadable::UnreadableRegistry;
 
 /// A PhoneConfiguration's status (its `boundChannels` above all) is written
 /// once channels and PhoneConfigurations have stopped changing for this long,
@@ -61,6 +62,23 @@ const PHONE_CONFIGURATION_QUIET: Duration = Duration::from_secs(1);
 
 /// The field manager of every status write, the same in every replica.
 pub const FIELD_MANAGER: &str = "deploymentchannel-operator";
+
+/// The two kinds the operator watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    DeploymentChannel,
+    PhoneConfiguration,
+}
+
+impl Kind {
+    /// The kind's name, as in `kind:` and on `/metrics`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::DeploymentChannel => "DeploymentChannel",
+            Kind::PhoneConfiguration => "PhoneConfiguration",
+        }
+    }
+}
 
 /// Errors of one reconcile; the controller backs off and retries.
 #[derive(Debug, thiserror::Error)]
@@ -129,8 +147,8 @@ pub struct Context {
     phone_status: StatusWriter<PhoneConfiguration, PhoneConfigurationStatus>,
     failures: Mutex<HashMap<ObjectKey, u32>>,
     /// The objects of each kind whose stored form cannot be read.
-    pub unreadable_channels: Arc<Unreadable>,
-    pub unreadable_phone_configurations: Arc<Unreadable>,
+    pub unreadable_channels: Arc<UnreadableRegistry>,
+    pub unreadable_phone_configurations: Arc<UnreadableRegistry>,
 }
 
 impl Context {
@@ -149,9 +167,12 @@ impl Context {
             instance,
         };
         Self {
-            unreadable_channels: Arc::new(Unreadable::new("DeploymentChannel", metrics.clone())),
-            unreadable_phone_configurations: Arc::new(Unreadable::new(
-                "PhoneConfiguration",
+            unreadable_channels: Arc::new(UnreadableRegistry::new(
+                Kind::DeploymentChannel,
+                metrics.clone(),
+            )),
+            unreadable_phone_configurations: Arc::new(UnreadableRegistry::new(
+                Kind::PhoneConfiguration,
                 metrics.clone(),
             )),
             recorder: Recorder::new(client.clone(), reporter),
@@ -189,12 +210,19 @@ impl Context {
         self.reset_failures(key);
     }
 
-    /// Forgets everything the reconciles keep for an object of kind `K` that is gone.
-    pub fn forget<K: kube::Resource<DynamicType = ()>>(&self, key: &ObjectKey) {
-        if K::kind(&()) == "DeploymentChannel" {
-            self.forget_channel(key);
-        } else {
-            self.forget_phone_configuration(key);
+    /// Forgets everything the reconciles keep for an object of `kind` that is gone.
+    pub fn forget(&self, kind: Kind, key: &ObjectKey) {
+        match kind {
+            Kind::DeploymentChannel => self.forget_channel(key),
+            Kind::PhoneConfiguration => self.forget_phone_configuration(key),
+        }
+    }
+
+    /// The objects of `kind` whose stored form cannot be read.
+    pub fn unreadable(&self, kind: Kind) -> &UnreadableRegistry {
+        match kind {
+            Kind::DeploymentChannel => &self.unreadable_channels,
+            Kind::PhoneConfiguration => &self.unreadable_phone_configurations,
         }
     }
 
@@ -248,13 +276,20 @@ impl Context {
         )
     }
 
-    /// Exponential backoff per object: 250 ms, 500 ms, 1 s … capped at 5 minutes.
+    /// Exponential backoff per object ([`backoff_delay`]).
     fn backoff(&self, key: ObjectKey) -> Duration {
         let mut failures = lock(&self.failures);
         let count = failures.entry(key).or_insert(0);
         *count = count.saturating_add(1);
-        (Duration::from_millis(250) * (1u32 << (*count - 1).min(11))).min(Duration::from_secs(300))
+        backoff_delay(*count)
     }
+}
+
+/// How long to wait after the `failures`-th failure in a row (from 1):
+/// 250 ms, 500 ms, 1 s … capped at 5 minutes.
+fn backoff_delay(failures: u32) -> Duration {
+    (Duration::from_millis(250) * (1u32 << failures.saturating_sub(1).min(11)))
+        .min(Duration::from_secs(300))
 }
 
 /// The current time truncated to whole seconds.

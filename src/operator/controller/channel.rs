@@ -11,10 +11,10 @@ use kube::{
         reflector::ObjectRef,
     },
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::{
-    Context, Error,
+    Context, Error, Kind, events,
     status_writer::{Current, Written},
 };
 use crate::{
@@ -23,10 +23,9 @@ use crate::{
     core::index::ObjectKey,
     core::validation::validate_channel,
     operator::channel_cache::CachedChannel,
-    operator::metrics::EventLabels,
 };
 
-const KIND: &str = "DeploymentChannel";
+const KIND: &str = Kind::DeploymentChannel.as_str();
 
 /// Brings one channel's status up to date with the cluster; answers when
 /// to try again after a failure.
@@ -111,7 +110,7 @@ async fn publish(ctx: &Context, channel: &CachedChannel, change: ReadyTransition
                 Event {
                     type_: EventType::Warning,
                     reason: "NotReady".into(),
-                    note: Some(truncate(&format!("{reason}: {message}"), 1024)),
+                    note: Some(events::note(&format!("{reason}: {message}"))),
                     action: "Reconcile".into(),
                     secondary: None,
                 },
@@ -141,24 +140,13 @@ async fn publish(ctx: &Context, channel: &CachedChannel, change: ReadyTransition
         resource_version: Some(channel.resource_version.to_string()),
         field_path: None,
     };
-    match ctx.recorder.publish(&event, &regarding).await {
-        Ok(()) => {
-            ctx.metrics
-                .events
-                .get_or_create(&EventLabels { reason })
-                .inc();
-        }
-        Err(error) => warn!(channel = %key, %error, "could not record the Event"),
-    }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max - 3;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
+    events::publish(
+        ctx,
+        Kind::DeploymentChannel,
+        key,
+        &event,
+        &regarding,
+        reason,
+    )
+    .await;
 }

@@ -20,7 +20,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use foldhash::{HashMap, HashSet, HashSetExt};
+use foldhash::HashMap;
 use futures::{Stream, StreamExt, channel::mpsc::UnboundedSender, future};
 use kube::{
     Resource,
@@ -32,7 +32,7 @@ use kube::{
 };
 use tracing::warn;
 
-use super::{Context, coalesce::Request};
+use super::{Context, coalesce::Request, watch::ListedKeys};
 use crate::{
     core::api::{DeploymentChannel, PhoneConfiguration},
     core::desired_status::reason,
@@ -77,18 +77,10 @@ pub(super) trait Table<K> {
 /// Feeds one watch's events to a table. During a relist, what the applies
 /// change is held back and reported with the deletes when the list is
 /// complete, since only then does the cache hold the listed objects.
+#[derive(Default)]
 pub(super) struct TableFeed<C> {
-    listed: Option<HashSet<ObjectKey>>,
+    listed: ListedKeys,
     held: C,
-}
-
-impl<C: Changes> Default for TableFeed<C> {
-    fn default() -> Self {
-        Self {
-            listed: None,
-            held: C::default(),
-        }
-    }
 }
 
 impl<C: Changes> TableFeed<C> {
@@ -100,24 +92,21 @@ impl<C: Changes> TableFeed<C> {
     ) -> C {
         match event {
             watcher::Event::Init => {
-                self.listed = Some(HashSet::new());
+                self.listed.start();
                 C::default()
             }
             watcher::Event::InitApply(object) => {
-                if let (Some(listed), Some(key)) = (&mut self.listed, ObjectKey::of(object)) {
-                    listed.insert(key);
+                if let Some(key) = ObjectKey::of(object) {
+                    self.listed.insert(key);
                 }
                 let changes = table.apply(object);
                 self.held.merge(changes);
                 C::default()
             }
             watcher::Event::InitDone => {
-                let listed = self.listed.take().unwrap_or_default();
                 let mut changes = mem::take(&mut self.held);
-                for key in table.keys() {
-                    if !listed.contains(&key) {
-                        changes.merge(table.delete(&key));
-                    }
+                for key in self.listed.finish(table.keys()) {
+                    changes.merge(table.delete(&key));
                 }
                 changes
             }

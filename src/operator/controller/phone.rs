@@ -7,7 +7,7 @@ use kube::{Api, ResourceExt};
 use tracing::debug;
 
 use super::{
-    Context, Error,
+    Context, Error, Kind,
     status_writer::{Current, Written},
 };
 use crate::{
@@ -15,7 +15,7 @@ use crate::{
     core::index::ObjectKey, core::validation::validate_phone_configuration,
 };
 
-const KIND: &str = "PhoneConfiguration";
+const KIND: &str = Kind::PhoneConfiguration.as_str();
 
 /// Brings one PhoneConfiguration's status up to date with the cluster.
 pub async fn reconcile_phone_configuration(

@@ -13,6 +13,7 @@
 
 use std::pin::Pin;
 
+use foldhash::{HashSet, HashSetExt};
 use futures::{Stream, StreamExt};
 use kube::{
     Api, Resource,
@@ -20,6 +21,8 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 use tracing::warn;
+
+use crate::core::index::ObjectKey;
 
 /// A watch of `api` that relists after every error: the error is passed on
 /// (the consumer backs off on it), then a new watcher starts with a list.
@@ -62,6 +65,36 @@ where
             }
         },
     )
+}
+
+/// The keys a relist listed, to find the objects it did not: those deleted
+/// while the watch was down. Every consumer of a watch that keeps
+/// something per object uses it between `Init` and `InitDone`.
+#[derive(Debug, Default)]
+pub(super) struct ListedKeys(Option<HashSet<ObjectKey>>);
+
+impl ListedKeys {
+    /// A list starts (`Init`).
+    pub fn start(&mut self) {
+        self.0 = Some(HashSet::new());
+    }
+
+    /// The list holds `key` (`InitApply`); nothing outside a list.
+    pub fn insert(&mut self, key: ObjectKey) {
+        if let Some(listed) = &mut self.0 {
+            listed.insert(key);
+        }
+    }
+
+    /// The list is complete (`InitDone`): of the `known` keys, those it did
+    /// not list.
+    pub fn finish(&mut self, known: impl IntoIterator<Item = ObjectKey>) -> Vec<ObjectKey> {
+        let listed = self.0.take().unwrap_or_default();
+        known
+            .into_iter()
+            .filter(|key| !listed.contains(key))
+            .collect()
+    }
 }
 
 /// Whether the API server refused a streaming list: at the start (the
