@@ -13,5 +13,4 @@ pub mod metrics;
 pub(crate) mod preflight;
 pub mod replica_readiness;
 pub(crate) mod servers;
-pub(crate) mod sync;
 pub(crate) mod tls;

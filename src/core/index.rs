@@ -48,7 +48,9 @@ impl ObjectKey {
 
 /// Namespaces are few and shared by many objects: each is held once.
 mod namespaces {
-    use std::sync::{Arc, Mutex, OnceLock};
+    use std::sync::{Arc, OnceLock};
+
+    use parking_lot::Mutex;
 
     use foldhash::HashSet;
 
@@ -58,10 +60,7 @@ mod namespaces {
 
     pub fn intern(namespace: &str) -> Arc<str> {
         static KNOWN: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
-        let mut known = KNOWN
-            .get_or_init(Mutex::default)
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut known = KNOWN.get_or_init(Mutex::default).lock();
         if let Some(shared) = known.get(namespace) {
             return shared.clone();
         }

@@ -65,7 +65,7 @@ impl std::fmt::Display for E164 {
 /// numbers are checked again for every channel event, reconcile and
 /// PhoneConfiguration that names them. Bounded: emptied when full.
 mod known_valid {
-    use std::sync::{Mutex, PoisonError};
+    use parking_lot::Mutex;
 
     use foldhash::HashSet;
 
@@ -74,12 +74,12 @@ mod known_valid {
     static NUMBERS: Mutex<Option<HashSet<Box<str>>>> = Mutex::new(None);
 
     pub fn contains(number: &str) -> bool {
-        let numbers = NUMBERS.lock().unwrap_or_else(PoisonError::into_inner);
+        let numbers = NUMBERS.lock();
         numbers.as_ref().is_some_and(|n| n.contains(number))
     }
 
     pub fn insert(number: &str) {
-        let mut numbers = NUMBERS.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut numbers = NUMBERS.lock();
         let numbers = numbers.get_or_insert_with(HashSet::default);
         if numbers.len() >= CAPACITY {
             numbers.clear();

@@ -9,12 +9,14 @@
 //! conditions with their messages; metadata is reduced to the fields read.
 
 use std::{
-    borrow::Borrow,
-    hash::{DefaultHasher, Hash, Hasher},
-    sync::{Arc, RwLock},
+    hash::{BuildHasher, DefaultHasher, Hash, Hasher},
+    mem,
+    sync::Arc,
 };
 
-use foldhash::HashSet;
+use hashbrown::{HashTable, hash_table};
+use parking_lot::RwLock;
+use uuid::Uuid;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::Serialize;
@@ -168,20 +170,15 @@ pub fn ready_label(status: Option<&DeploymentChannelStatus>) -> ReadyLabel {
 /// text is kept as it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Uid {
-    Uuid([u8; 16]),
+    Uuid(Uuid),
     Text(Box<str>),
 }
 
 impl Uid {
     pub fn new(text: &str) -> Self {
-        let hex: String = text.chars().filter(|c| *c != '-').collect();
-        let bytes = (hex.len() == 32)
-            .then(|| u128::from_str_radix(&hex, 16).ok())
-            .flatten()
-            .map(u128::to_be_bytes);
-        match bytes {
+        match Uuid::try_parse(text) {
             // Only when it reads back the same (lower case, dashes where a UUID has them).
-            Some(bytes) if Uid::Uuid(bytes).to_string() == text => Uid::Uuid(bytes),
+            Ok(uuid) if uuid.hyphenated().to_string() == text => Uid::Uuid(uuid),
             _ => Uid::Text(text.into()),
         }
     }
@@ -190,18 +187,7 @@ impl Uid {
 impl std::fmt::Display for Uid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Uid::Uuid(bytes) => {
-                let hex = format!("{:032x}", u128::from_be_bytes(*bytes));
-                write!(
-                    f,
-                    "{}-{}-{}-{}-{}",
-                    &hex[..8],
-                    &hex[8..12],
-                    &hex[12..16],
-                    &hex[16..20],
-                    &hex[20..]
-                )
-            }
+            Uid::Uuid(uuid) => uuid.hyphenated().fmt(f),
             Uid::Text(text) => f.write_str(text),
         }
     }
@@ -242,80 +228,82 @@ impl CachedChannel {
 }
 
 /// Every cached channel, shared by the ingest (which writes it) and the
-/// reconciles (which read it). A set of entries found by their own key, so
-/// the key is held once.
+/// reconciles (which read it). A table of entries found by their own key,
+/// so the key is held once.
 #[derive(Clone, Debug, Default)]
-pub struct ChannelCache(Arc<RwLock<HashSet<Entry>>>);
+pub struct ChannelCache(Arc<RwLock<Entries>>);
 
-#[derive(Debug)]
-struct Entry(Arc<CachedChannel>);
+#[derive(Default)]
+struct Entries {
+    table: HashTable<Arc<CachedChannel>>,
+    hasher: foldhash::fast::RandomState,
+}
 
-impl Borrow<ObjectKey> for Entry {
-    fn borrow(&self) -> &ObjectKey {
-        &self.0.key
+impl std::fmt::Debug for Entries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.table.iter()).finish()
     }
 }
 
-impl Hash for Entry {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.key.hash(state);
+impl Entries {
+    fn find(&self, key: &ObjectKey) -> Option<&Arc<CachedChannel>> {
+        self.table
+            .find(self.hasher.hash_one(key), |entry| entry.key == *key)
     }
 }
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.key == other.0.key
-    }
-}
-
-impl Eq for Entry {}
 
 impl ChannelCache {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashSet<Entry>> {
-        self.0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<Entry>> {
-        self.0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     pub fn get(&self, key: &ObjectKey) -> Option<Arc<CachedChannel>> {
-        self.read().get(key).map(|entry| entry.0.clone())
+        self.0.read().find(key).cloned()
     }
 
     pub fn contains(&self, key: &ObjectKey) -> bool {
-        self.read().contains(key)
+        self.0.read().find(key).is_some()
     }
 
     /// Adds a channel, or replaces the one with its key; returns that one.
     pub fn insert(&self, channel: CachedChannel) -> Option<Arc<CachedChannel>> {
-        self.write()
-            .replace(Entry(Arc::new(channel)))
-            .map(|entry| entry.0)
+        let mut entries = self.0.write();
+        let Entries { table, hasher } = &mut *entries;
+        let hash = hasher.hash_one(&channel.key);
+        match table.entry(
+            hash,
+            |entry| entry.key == channel.key,
+            |entry| hasher.hash_one(&entry.key),
+        ) {
+            hash_table::Entry::Occupied(mut old) => {
+                Some(mem::replace(old.get_mut(), Arc::new(channel)))
+            }
+            hash_table::Entry::Vacant(slot) => {
+                slot.insert(Arc::new(channel));
+                None
+            }
+        }
     }
 
     /// Removes a channel; returns it.
     pub fn remove(&self, key: &ObjectKey) -> Option<Arc<CachedChannel>> {
-        self.write().take(key).map(|entry| entry.0)
+        let mut entries = self.0.write();
+        let hash = entries.hasher.hash_one(key);
+        let found = entries.table.find_entry(hash, |entry| entry.key == *key);
+        found.ok().map(|entry| entry.remove().0)
     }
 
     pub fn keys(&self) -> Vec<ObjectKey> {
-        self.read()
+        self.0
+            .read()
+            .table
             .iter()
-            .map(|entry| entry.0.key.clone())
+            .map(|entry| entry.key.clone())
             .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.read().len()
+        self.0.read().table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.read().is_empty()
+        self.0.read().table.is_empty()
     }
 }
 
@@ -455,6 +443,7 @@ mod tests {
     fn uuids_are_kept_as_bytes_and_read_back_the_same_and_other_uids_as_text() {
         let uuid = "6f1c2a4e-3b5d-4c7e-9f80-0123456789ab";
         assert!(matches!(Uid::new(uuid), Uid::Uuid(_)));
+        assert_eq!(std::mem::size_of::<Uuid>(), 16);
         assert_eq!(Uid::new(uuid).to_string(), uuid);
         for text in [
             "6F1C2A4E-3B5D-4C7E-9F80-0123456789AB",

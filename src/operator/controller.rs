@@ -16,11 +16,7 @@ mod status_writer;
 mod unreadable;
 mod watch;
 
-use std::{
-    future::Future,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use foldhash::{HashMap, HashMapExt};
 use futures::channel::mpsc;
@@ -33,6 +29,7 @@ use kube::{
         watcher,
     },
 };
+use parking_lot::{Mutex, MutexGuard};
 use tracing::{info, warn};
 
 pub use channel::reconcile_channel;
@@ -49,7 +46,6 @@ use crate::{
     operator::metrics::TableLabels,
     operator::metrics::{ErrorLabels, KindLabels, Metrics, ReconcileLabels},
     operator::replica_readiness::{ReplicaReadiness, WatchedCache},
-    operator::sync::lock,
 };
 use coalesce::Request;
 use status_writer::StatusWriter;
@@ -190,12 +186,12 @@ impl Context {
     }
 
     /// The index, for a short read or update.
-    pub fn index(&self) -> std::sync::MutexGuard<'_, Index> {
-        lock(&self.index)
+    pub fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock()
     }
 
     fn reset_failures(&self, key: &ObjectKey) {
-        lock(&self.failures).remove(key);
+        self.failures.lock().remove(key);
     }
 
     /// Forgets everything the reconciles keep for a deleted channel.
@@ -238,12 +234,14 @@ impl Context {
         };
         self.channel_status.retain(channel);
         self.phone_status.retain(phone);
-        lock(&self.failures).retain(|key, _| channel(key) || phone(key));
+        self.failures
+            .lock()
+            .retain(|key, _| channel(key) || phone(key));
     }
 
     /// Exports the size of every table the reconciles and the index keep per object.
     pub fn export_table_sizes(&self) {
-        let failures = lock(&self.failures).len();
+        let failures = self.failures.lock().len();
         let (channels, claims, references) = {
             let index = self.index();
             (index.len(), index.claims_len(), index.references_len())
@@ -272,13 +270,13 @@ impl Context {
     pub fn records(&self) -> (usize, usize) {
         (
             self.channel_status.len() + self.phone_status.len(),
-            lock(&self.failures).len(),
+            self.failures.lock().len(),
         )
     }
 
     /// Exponential backoff per object ([`backoff_delay`]).
     fn backoff(&self, key: ObjectKey) -> Duration {
-        let mut failures = lock(&self.failures);
+        let mut failures = self.failures.lock();
         let count = failures.entry(key).or_insert(0);
         *count = count.saturating_add(1);
         backoff_delay(*count)

@@ -14,11 +14,7 @@
 //! other objects are sent *after* the cache, so a triggered reconcile always
 //! reads the change that triggered it.
 
-use std::{
-    collections::BTreeSet,
-    mem,
-    sync::{Arc, Mutex},
-};
+use std::{collections::BTreeSet, mem, sync::Arc};
 
 use foldhash::HashMap;
 use futures::{Stream, StreamExt, channel::mpsc::UnboundedSender, future};
@@ -30,6 +26,7 @@ use kube::{
         watcher,
     },
 };
+use parking_lot::Mutex;
 use tracing::warn;
 
 use super::{Context, coalesce::Request, watch::ListedKeys};
@@ -39,7 +36,6 @@ use crate::{
     core::index::{Affected, Index, ObjectKey},
     operator::channel_cache::{CachedChannel, ChannelCache, ReadyLabel},
     operator::metrics::{KindLabels, Metrics, ReadyLabels, TableLabels},
-    operator::sync::lock,
 };
 
 /// What a table reports a change affected.
@@ -162,7 +158,7 @@ impl Table<DeploymentChannel> for ChannelTables {
         let Some(key) = ObjectKey::of(channel) else {
             return Affected::default();
         };
-        let affected = lock(&self.index).apply_keyed(key.clone(), channel);
+        let affected = self.index.lock().apply_keyed(key.clone(), channel);
         let cached = CachedChannel::with_key(key, channel);
         let ready = cached.ready;
         let old = self.cache.insert(cached);
@@ -172,7 +168,7 @@ impl Table<DeploymentChannel> for ChannelTables {
 
     fn delete(&mut self, key: &ObjectKey) -> Affected {
         self.ctx.forget_channel(key);
-        let affected = lock(&self.index).delete(key);
+        let affected = self.index.lock().delete(key);
         if let Some(old) = self.cache.remove(key) {
             self.tally.delete(old.ready);
         }
@@ -180,7 +176,7 @@ impl Table<DeploymentChannel> for ChannelTables {
     }
 
     fn keys(&self) -> Vec<ObjectKey> {
-        lock(&self.index).keys().cloned().collect()
+        self.index.lock().keys().cloned().collect()
     }
 }
 

@@ -1,11 +1,11 @@
 //! Status writes: only when the desired status differs from what is stored,
 //! to the status subresource, by server-side apply with one field manager.
 
-use std::{fmt::Debug, sync::Mutex};
+use std::fmt::Debug;
 
 use foldhash::HashMap;
 
-use crate::operator::sync::lock;
+use parking_lot::Mutex;
 
 use kube::{
     Api, Resource,
@@ -130,12 +130,12 @@ where
 {
     /// Forgets a deleted object.
     pub fn forget(&self, key: &ObjectKey) {
-        lock(&self.in_flight).remove(key);
+        self.in_flight.lock().remove(key);
     }
 
     /// How many objects have a write the cache does not show yet.
     pub fn len(&self) -> usize {
-        lock(&self.in_flight).len()
+        self.in_flight.lock().len()
     }
 
     /// The object's current status: the one this replica last wrote while the
@@ -147,7 +147,7 @@ where
         version: &str,
         cached: Option<Current<S>>,
     ) -> Option<Current<S>> {
-        let mut in_flight = lock(&self.in_flight);
+        let mut in_flight = self.in_flight.lock();
         match observe(&mut in_flight, key, version) {
             Some(Seen::Replaced | Seen::OursBeforeTheLast) => {
                 in_flight.get(key).map(|write| write.status.clone())
@@ -182,7 +182,7 @@ where
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Written::Gone),
             Err(error) => return Err(error.into()),
         };
-        let mut in_flight = lock(&self.in_flight);
+        let mut in_flight = self.in_flight.lock();
         // A write on top of earlier ones the cache does not show yet: they
         // stay ours (the record kept is always at the cache's version or,
         // if the watch brought one of them meanwhile, past it).
@@ -209,13 +209,13 @@ where
     /// its inputs are those the write was computed from (a change of any of
     /// them brings its own).
     pub fn cached(&self, key: &ObjectKey, version: &str) -> bool {
-        let seen = observe(&mut lock(&self.in_flight), key, version);
+        let seen = observe(&mut self.in_flight.lock(), key, version);
         matches!(seen, Some(Seen::OursBeforeTheLast | Seen::TheLast))
     }
 
     /// Keeps only the records of objects for which `keep` holds.
     pub fn retain(&self, mut keep: impl FnMut(&ObjectKey) -> bool) {
-        lock(&self.in_flight).retain(|key, _| keep(key));
+        self.in_flight.lock().retain(|key, _| keep(key));
     }
 }
 

@@ -1,7 +1,9 @@
 //! Reconciles against a mocked API server: the exact requests the operator
 //! sends, and that it sends none when nothing changed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use http::{Request, Response};
 use http_body_util::BodyExt;

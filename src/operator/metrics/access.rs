@@ -7,7 +7,7 @@ use std::{
     collections::HashMap,
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -22,6 +22,7 @@ use k8s_openapi::api::{
     authorization::v1::{NonResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec},
 };
 use kube::{Api, Client, api::PostParams};
+use parking_lot::{Mutex, MutexGuard};
 use tracing::warn;
 
 /// The path and verb a scraper must be allowed, as in a ClusterRole's
@@ -184,8 +185,8 @@ impl MetricsAuth {
         }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, DecisionCache> {
-        crate::operator::sync::lock(&self.cache)
+    fn cache(&self) -> MutexGuard<'_, DecisionCache> {
+        self.cache.lock()
     }
 
     /// The decision about `token`, from the cache or the API server.

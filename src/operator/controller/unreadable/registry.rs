@@ -1,15 +1,15 @@
 //! The unreadable objects of one kind and what is wrong with each.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use foldhash::HashMap;
+use parking_lot::Mutex;
 
 use crate::{
     core::{field_error::FieldError, index::ObjectKey},
     operator::{
         controller::Kind,
         metrics::{KindLabels, Metrics},
-        sync::lock,
     },
 };
 
@@ -38,12 +38,12 @@ impl UnreadableRegistry {
 
     /// What is wrong with an object, when it cannot be read.
     pub fn problem(&self, key: &ObjectKey) -> Option<FieldError> {
-        lock(&self.problems).get(key).cloned()
+        self.problems.lock().get(key).cloned()
     }
 
     /// How many objects cannot be read.
     pub fn len(&self) -> usize {
-        lock(&self.problems).len()
+        self.problems.lock().len()
     }
 
     /// Whether every object can be read.
@@ -52,18 +52,18 @@ impl UnreadableRegistry {
     }
 
     pub(super) fn keys(&self) -> Vec<ObjectKey> {
-        lock(&self.problems).keys().cloned().collect()
+        self.problems.lock().keys().cloned().collect()
     }
 
     pub(super) fn set(&self, key: ObjectKey, problem: FieldError) {
-        let mut problems = lock(&self.problems);
+        let mut problems = self.problems.lock();
         problems.insert(key, problem);
         self.export(problems.len());
     }
 
     /// Forgets an object; whether it was unreadable.
     pub(super) fn clear(&self, key: &ObjectKey) -> bool {
-        let mut problems = lock(&self.problems);
+        let mut problems = self.problems.lock();
         let was = problems.remove(key).is_some();
         self.export(problems.len());
         was
