@@ -22,7 +22,7 @@ use crate::{
 
 /// A namespaced object's namespace and name. Cloning one shares its
 /// strings: every table that keeps an object holds the same two.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct ObjectKey {
     pub namespace: Arc<str>,
     pub name: Arc<str>,

@@ -6,10 +6,9 @@ use crate::{
     core::api::{DeploymentType, PhoneConfiguration},
     core::desired_status::reason,
     core::field_error::FieldError,
+    core::index::ObjectKey,
     core::validation::validate_phone_configuration,
 };
-
-use super::ObjectName;
 
 /// A reason code the controller writes on a condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,7 +72,7 @@ pub struct ChannelSituation<'a> {
     /// What is wrong with the channel's spec, by the controller's own checks.
     pub spec_errors: &'a [FieldError],
     /// The same-namespace channel holding its identifier, when known.
-    pub holder: Option<&'a ObjectName>,
+    pub holder: Option<&'a ObjectKey>,
 }
 
 /// One line: what to do next about a channel whose Ready reason is `reason`.

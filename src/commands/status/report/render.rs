@@ -332,7 +332,7 @@ pub fn channel(report: &ChannelReport, now: &Time, palette: &Palette) -> String 
         )));
     }
     if !report.waiting.is_empty() {
-        let names: Vec<&str> = report.waiting.iter().map(|w| w.name.as_str()).collect();
+        let names: Vec<&str> = report.waiting.iter().map(|w| &*w.name).collect();
         root = root.child(Node::new(format!(
             "Waiting for its identifier  {}",
             names.join(", ")

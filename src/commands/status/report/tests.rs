@@ -1,6 +1,6 @@
 //! Reports built from statuses the controller's own pure core computes, and
 //! their text views compared with golden files in tests/data/status (write
-//! them anew with `UPDATE_GOLDEN=1 cargo test diagnosis`, then review the diff).
+//! them anew with `UPDATE_GOLDEN=1 cargo test report`, then review the diff).
 
 use k8s_openapi::{
     api::core::v1::{Event, ObjectReference},
@@ -10,8 +10,13 @@ use serde_json::json;
 
 use super::{advice::ConditionReason, render::Palette, *};
 use crate::{
-    core::api::{Capability, ChannelConfiguration, DeploymentChannelSpec, PhoneConfigurationSpec},
+    core::api::{
+        Capability, ChannelConfiguration, DeploymentChannel, DeploymentChannelSpec, DeploymentType,
+        PhoneConfiguration, PhoneConfigurationSpec, find_condition,
+    },
     core::desired_status::{ChannelFacts, ClaimHolder, channel_status, phone_configuration_status},
+    core::index::ObjectKey,
+    core::validation::{validate_channel, validate_phone_configuration},
 };
 
 const NS: &str = "team-a";
@@ -193,10 +198,7 @@ fn every_reason_the_controller_writes_has_advice() {
     let constants = reason_constants();
     assert!(constants.len() >= 9, "found only {constants:?}");
     let pc = phone("+12125551234", &[Capability::Voice], NOW - 100);
-    let holder = ObjectName {
-        namespace: NS.into(),
-        name: "older".into(),
-    };
+    let holder = ObjectKey::new(NS, "older");
     let situation = advice::ChannelSituation {
         namespace: NS,
         deployment_type: DeploymentType::Sms,
@@ -271,13 +273,7 @@ fn ready_channel_names_its_phone_configuration_and_who_waits() {
         vec![],
     ));
     assert_eq!(report.ready.status, "True");
-    assert_eq!(
-        report.waiting,
-        vec![ObjectName {
-            namespace: NS.into(),
-            name: "support-sms-2".into()
-        }]
-    );
+    assert_eq!(report.waiting, vec![ObjectKey::new(NS, "support-sms-2")]);
     assert_eq!(report.next_step, "nothing to do: the channel is ready");
     golden(
         "channel-ready.txt",
@@ -427,7 +423,7 @@ fn conflict_in_the_namespace_names_the_holder() {
     let inputs = inputs(loser.clone(), None, vec![holder, loser], vec![]);
     let report = channel_report(&inputs);
     let conflict = report.conflict.as_ref().expect("a conflict");
-    assert_eq!(conflict.holder.as_ref().unwrap().name, "site");
+    assert_eq!(&*conflict.holder.as_ref().unwrap().name, "site");
     assert_eq!(conflict.identifier, "https://example.com");
     assert!(
         report
