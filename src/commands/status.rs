@@ -1,5 +1,5 @@
 //! `status`: reads channels, PhoneConfigurations and Events with the user's
-//! kubeconfig (get and list only) and prints a [`diagnosis`] report. The same
+//! kubeconfig (get and list only) and prints a [`report`]. The same
 //! command is the `kubectl interactions` plugin.
 
 pub(crate) mod report;
