@@ -17,12 +17,12 @@ use std::{
 };
 
 use deploymentchannel_operator::{
-    api::{DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration},
-    cached::{CachedChannel, ChannelCache},
-    controller::{cached_form, now},
-    index::{Index, ObjectKey},
-    status::desired_channel_status,
-    validation::validate_channel,
+    core::api::{DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration},
+    core::desired_status::desired_channel_status,
+    core::index::{Index, ObjectKey},
+    core::validation::validate_channel,
+    operator::channel_cache::{CachedChannel, ChannelCache},
+    operator::controller::{cached_form, now},
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::{reflector, watcher};
@@ -174,7 +174,7 @@ fn main() {
                     ),
                     "spec" => Box::new(
                         serde_json::from_value::<
-                            deploymentchannel_operator::api::DeploymentChannelSpec,
+                            deploymentchannel_operator::core::api::DeploymentChannelSpec,
                         >(v[part].clone())
                         .expect("spec"),
                     ),

@@ -2,44 +2,20 @@
 //! Kubernetes custom resources, resolves their PhoneConfiguration references,
 //! detects identifier conflicts and reports status conditions.
 //!
-//! The pure core (`api`, `validation`, `status`, `index`, `admission`,
-//! `diagnosis`) does no I/O; the shell (`controller`, `runtime`, `http`,
-//! `cli`, `status_command`) wires it to the Kubernetes API, the metrics and
-//! probe endpoints and the command line.
-//! README.md, section "Architecture", follows one change through them.
+//! Three layers, each a folder:
 //!
-//! Public are only the modules the binary, the tests and the benchmark use.
+//! - [`core`]: the API types and the rules about them, with no I/O.
+//! - [`operator`]: the long-running process that wires the core to the
+//!   Kubernetes API: watches, caches, reconciles, status writes, leader
+//!   election, probe and metrics servers, start-up checks.
+//! - [`commands`]: the command line and each command (`run`, `dev`, `crd`,
+//!   `validate`, `status`).
+//!
+//! Imports point down only: `commands` may use `operator` and `core`,
+//! `operator` may use `core`, and `core` uses neither (`tests/layers.rs`
+//! fails when it does). README.md, section "Architecture", follows one
+//! change through them.
 
-// The pure core.
-mod admission;
-pub mod api;
-pub mod cached;
-mod decoding;
-mod diagnosis;
-mod field_error;
-pub mod index;
-pub mod status;
-pub mod validation;
-
-// The offline tools around it.
-pub mod crdgen;
-pub mod manifests;
-
-// The shell.
-pub mod api_metrics;
-pub mod cli;
-pub mod compatibility;
-pub mod controller;
-mod dev;
-mod http;
-mod identity;
-mod lease_fence;
-pub mod local_cluster;
-pub mod metrics;
-mod metrics_auth;
-mod preflight;
-pub mod readiness;
-mod runtime;
-mod status_command;
-mod sync;
-mod tls;
+pub mod commands;
+pub mod core;
+pub mod operator;

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    deploymentchannel_operator::cli::main()
+    deploymentchannel_operator::commands::cli::main()
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use deploymentchannel_operator::crdgen;
+use deploymentchannel_operator::commands::crdgen;
 
 #[test]
 fn committed_crds_match_the_generated_ones() {

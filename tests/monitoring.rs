@@ -11,7 +11,7 @@ use std::{
     process::Command,
 };
 
-use deploymentchannel_operator::metrics::Metrics;
+use deploymentchannel_operator::operator::metrics::Metrics;
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

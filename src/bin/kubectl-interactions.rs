@@ -2,5 +2,5 @@
 //! once it is on PATH.
 
 fn main() -> std::process::ExitCode {
-    deploymentchannel_operator::cli::plugin_main()
+    deploymentchannel_operator::commands::cli::plugin_main()
 }

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use deploymentchannel_operator::metrics::Metrics;
+use deploymentchannel_operator::operator::metrics::Metrics;
 
 /// A view of one operator's request counters.
 #[derive(Clone)]

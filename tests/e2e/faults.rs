@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use deploymentchannel_operator::{
-    crdgen,
-    local_cluster::{LocalCluster, install_crds},
+    commands::crdgen,
+    commands::local_cluster::{LocalCluster, install_crds},
 };
 use k8s_openapi::{
     api::{
@@ -677,7 +677,7 @@ async fn paused_leader_writes_nothing_after_losing_the_lease(ctx: Ctx) {
             "--identity",
             id,
             "--log-level",
-            "info,deploymentchannel_operator::controller=debug",
+            "info,deploymentchannel_operator::operator::controller=debug",
         ]
         .map(String::from)
     };

@@ -12,10 +12,10 @@ use std::{
     process::{Command, Stdio},
 };
 
-use deploymentchannel_operator::compatibility;
-use deploymentchannel_operator::local_cluster::{
+use deploymentchannel_operator::commands::local_cluster::{
     LocalCluster, config_from, find_on_path, install_crds,
 };
+use deploymentchannel_operator::operator::compatibility;
 use kube::{Api, Client, Config};
 
 /// Where the tests run.

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use deploymentchannel_operator::api::DeploymentChannel;
+use deploymentchannel_operator::core::api::DeploymentChannel;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Secret, Service},

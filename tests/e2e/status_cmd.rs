@@ -6,8 +6,8 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use deploymentchannel_operator::{
-    controller::{self, Settings},
-    metrics::Metrics,
+    operator::controller::{self, Settings},
+    operator::metrics::Metrics,
 };
 use kube::{
     Api,
@@ -549,9 +549,11 @@ async fn status_identifier_conflict_across_namespaces(ctx: Ctx) {
         .build();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = std::sync::Arc::new(Metrics::default());
-    let readiness = std::sync::Arc::new(deploymentchannel_operator::readiness::Readiness::new(
-        metrics.caches_synced.clone(),
-    ));
+    let readiness = std::sync::Arc::new(
+        deploymentchannel_operator::operator::replica_readiness::ReplicaReadiness::new(
+            metrics.caches_synced.clone(),
+        ),
+    );
     let operator = tokio::spawn(controller::run(
         client,
         Settings::default(),
@@ -561,7 +563,7 @@ async fn status_identifier_conflict_across_namespaces(ctx: Ctx) {
             let _ = stopped.await;
         },
     ));
-    let other_channels: Api<deploymentchannel_operator::api::DeploymentChannel> =
+    let other_channels: Api<deploymentchannel_operator::core::api::DeploymentChannel> =
         Api::namespaced(ctx.client.clone(), &other);
     let app = |name: &str| {
         labelled(

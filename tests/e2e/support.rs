@@ -3,7 +3,7 @@
 
 use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, sync::Arc, time::Duration};
 
-use deploymentchannel_operator::api::{DeploymentChannel, PhoneConfiguration};
+use deploymentchannel_operator::core::api::{DeploymentChannel, PhoneConfiguration};
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
@@ -171,7 +171,7 @@ pub struct Operator {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     pub requests: crate::counting::RequestCounts,
-    pub metrics: Arc<deploymentchannel_operator::metrics::Metrics>,
+    pub metrics: Arc<deploymentchannel_operator::operator::metrics::Metrics>,
 }
 
 impl Operator {
@@ -180,10 +180,10 @@ impl Operator {
     /// counts the requests the API server answered 403 Forbidden.
     pub async fn start_with_config(ctx: &Ctx, config: kube::Config) -> Self {
         use deploymentchannel_operator::{
-            api_metrics::ApiMetricsLayer,
-            controller::{self, Settings},
+            operator::controller::{self, Settings},
+            operator::metrics::api_requests::ApiMetricsLayer,
         };
-        let metrics = Arc::new(deploymentchannel_operator::metrics::Metrics::default());
+        let metrics = Arc::new(deploymentchannel_operator::operator::metrics::Metrics::default());
         let requests = crate::counting::RequestCounts(metrics.clone());
         let client = kube::client::ClientBuilder::try_from(config)
             .expect("client")
@@ -194,9 +194,11 @@ impl Operator {
             namespace: Some(ctx.ns.clone()),
             ..Settings::default()
         };
-        let readiness = Arc::new(deploymentchannel_operator::readiness::Readiness::new(
-            metrics.caches_synced.clone(),
-        ));
+        let readiness = Arc::new(
+            deploymentchannel_operator::operator::replica_readiness::ReplicaReadiness::new(
+                metrics.caches_synced.clone(),
+            ),
+        );
         let task = tokio::spawn(controller::run(
             client,
             settings,

@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use deploymentchannel_operator::manifests;
+use deploymentchannel_operator::commands::validate;
 
 use crate::{
     scenarios,
@@ -15,9 +15,9 @@ pub fn scenarios() -> Vec<Scenario> {
 
 async fn validate_agrees_with_the_api_server_and_the_controller(ctx: Ctx) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/manifests");
-    let (documents, unreadable) = manifests::load(&[dir.into()]);
+    let (documents, unreadable) = validate::load(&[dir.into()]);
     assert!(unreadable.is_empty(), "{unreadable:?}");
-    let report = manifests::check(&documents, manifests::Options::default());
+    let report = validate::check(&documents, validate::Options::default());
     let invalid: BTreeSet<String> = report
         .problems
         .iter()

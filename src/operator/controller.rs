@@ -1,0 +1,581 @@
+//! The shell around the pure core: watches both kinds into caches and the
+//! index, runs one controller per kind, and writes status.
+//!
+//! Data flow for each kind: watcher (metadata the operator never reads is
+//! skipped) → (channels: update the index) → cache, shared by both
+//! controllers (channels in their compact form, [`crate::operator::channel_cache`]) →
+//! triggers for the objects a change affects → [`scheduler`] → reconcile.
+
+mod channel;
+mod coalesce;
+mod events;
+mod ingest;
+mod phone;
+mod scheduler;
+mod status_writer;
+mod unreadable;
+mod watch;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use foldhash::{HashMap, HashMapExt};
+use futures::channel::mpsc;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    Api, Client,
+    runtime::{
+        events::{Recorder, Reporter},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use parking_lot::{Mutex, MutexGuard};
+use tracing::{info, warn};
+
+pub use channel::reconcile_channel;
+pub use ingest::cached_form;
+pub use phone::reconcile_phone_configuration;
+
+use crate::{
+    core::api::{
+        DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration, PhoneConfigurationStatus,
+    },
+    core::decoding::Stored,
+    core::index::{Index, ObjectKey},
+    operator::channel_cache::ChannelCache,
+    operator::metrics::TableLabels,
+    operator::metrics::{ErrorLabels, KindLabels, Metrics, ReconcileLabels},
+    operator::replica_readiness::{ReplicaReadiness, WatchedCache},
+};
+use coalesce::Request;
+use status_writer::StatusWriter;
+use unreadable::UnreadableRegistry;
+
+/// A PhoneConfiguration's status (its `boundChannels` above all) is written
+/// once channels and PhoneConfigurations have stopped changing for this long,
+/// or [`Settings::bound_channels_refresh`] after the first change of a burst.
+const PHONE_CONFIGURATION_QUIET: Duration = Duration::from_secs(1);
+
+/// The field manager of every status write, the same in every replica.
+pub const FIELD_MANAGER: &str = "deploymentchannel-operator";
+
+/// The two kinds the operator watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    DeploymentChannel,
+    PhoneConfiguration,
+}
+
+impl Kind {
+    /// The kind's name, as in `kind:` and on `/metrics`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::DeploymentChannel => "DeploymentChannel",
+            Kind::PhoneConfiguration => "PhoneConfiguration",
+        }
+    }
+}
+
+/// Errors of one reconcile; the controller backs off and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("object has no {0}")]
+    MissingMetadata(&'static str),
+}
+
+impl Error {
+    /// A short, bounded label for metrics.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(status)) => {
+                if status.reason.is_empty() {
+                    format!("Api{}", status.code)
+                } else {
+                    status.reason.clone()
+                }
+            }
+            Error::Kube(_) => "ClientError".into(),
+            Error::MissingMetadata(_) => "MissingMetadata".into(),
+        }
+    }
+}
+
+/// How the controllers run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch this namespace only; `None` watches all.
+    pub namespace: Option<String>,
+    /// How many reconciles of one kind run at once.
+    pub concurrency: u16,
+    /// Name reported on Kubernetes Events (`reportingInstance`), usually the pod name.
+    pub instance: Option<String>,
+    /// Longest a PhoneConfiguration's `boundChannels` waits while channel
+    /// changes go on: a long apply refreshes it this often, one status
+    /// write per PhoneConfiguration each time.
+    pub bound_channels_refresh: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            concurrency: 16,
+            instance: None,
+            bound_channels_refresh: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What every reconcile reads and writes through.
+pub struct Context {
+    pub client: Client,
+    pub channels: ChannelCache,
+    pub phone_configurations: Store<PhoneConfiguration>,
+    pub index: Arc<Mutex<Index>>,
+    pub readiness: Arc<ReplicaReadiness>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// The current time, second precision (status timestamps are RFC 3339 seconds).
+    pub clock: fn() -> Time,
+    channel_status: StatusWriter<DeploymentChannel, DeploymentChannelStatus>,
+    phone_status: StatusWriter<PhoneConfiguration, PhoneConfigurationStatus>,
+    failures: Mutex<HashMap<ObjectKey, u32>>,
+    /// The objects of each kind whose stored form cannot be read.
+    pub unreadable_channels: Arc<UnreadableRegistry>,
+    pub unreadable_phone_configurations: Arc<UnreadableRegistry>,
+}
+
+impl Context {
+    /// A context over the given caches and index.
+    pub fn new(
+        client: Client,
+        channels: ChannelCache,
+        phone_configurations: Store<PhoneConfiguration>,
+        index: Arc<Mutex<Index>>,
+        readiness: Arc<ReplicaReadiness>,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance,
+        };
+        Self {
+            unreadable_channels: Arc::new(UnreadableRegistry::new(
+                Kind::DeploymentChannel,
+                metrics.clone(),
+            )),
+            unreadable_phone_configurations: Arc::new(UnreadableRegistry::new(
+                Kind::PhoneConfiguration,
+                metrics.clone(),
+            )),
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            channels,
+            phone_configurations,
+            index,
+            readiness,
+            metrics,
+            clock: now,
+            channel_status: StatusWriter::default(),
+            phone_status: StatusWriter::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The index, for a short read or update.
+    pub fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock()
+    }
+
+    fn reset_failures(&self, key: &ObjectKey) {
+        self.failures.lock().remove(key);
+    }
+
+    /// Forgets everything the reconciles keep for a deleted channel.
+    fn forget_channel(&self, key: &ObjectKey) {
+        self.channel_status.forget(key);
+        self.reset_failures(key);
+    }
+
+    /// Forgets everything the reconciles keep for a deleted PhoneConfiguration.
+    fn forget_phone_configuration(&self, key: &ObjectKey) {
+        self.phone_status.forget(key);
+        self.reset_failures(key);
+    }
+
+    /// Forgets everything the reconciles keep for an object of `kind` that is gone.
+    pub fn forget(&self, kind: Kind, key: &ObjectKey) {
+        match kind {
+            Kind::DeploymentChannel => self.forget_channel(key),
+            Kind::PhoneConfiguration => self.forget_phone_configuration(key),
+        }
+    }
+
+    /// The objects of `kind` whose stored form cannot be read.
+    pub fn unreadable(&self, kind: Kind) -> &UnreadableRegistry {
+        match kind {
+            Kind::DeploymentChannel => &self.unreadable_channels,
+            Kind::PhoneConfiguration => &self.unreadable_phone_configurations,
+        }
+    }
+
+    /// Drops what is still kept for objects no longer cached: a record
+    /// made by a reconcile that finished after its object's deletion was
+    /// processed.
+    pub fn prune_departed(&self) {
+        let channel = |key: &ObjectKey| self.channels.contains(key);
+        let phone = |key: &ObjectKey| {
+            self.phone_configurations
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .is_some()
+        };
+        self.channel_status.retain(channel);
+        self.phone_status.retain(phone);
+        self.failures
+            .lock()
+            .retain(|key, _| channel(key) || phone(key));
+    }
+
+    /// Exports the size of every table the reconciles and the index keep per object.
+    pub fn export_table_sizes(&self) {
+        let failures = self.failures.lock().len();
+        let (channels, claims, references) = {
+            let index = self.index();
+            (index.len(), index.claims_len(), index.references_len())
+        };
+        for (table, size) in [
+            ("channel_status_writes", self.channel_status.len()),
+            ("phone_configuration_status_writes", self.phone_status.len()),
+            ("backoff_counters", failures),
+            ("index_channels", channels),
+            ("index_claims", claims),
+            ("index_references", references),
+            ("unreadable_channels", self.unreadable_channels.len()),
+            (
+                "unreadable_phone_configurations",
+                self.unreadable_phone_configurations.len(),
+            ),
+        ] {
+            self.metrics
+                .table_entries
+                .get_or_create(&TableLabels { table })
+                .set(size as i64);
+        }
+    }
+
+    /// Objects with a per-object record: status writes in flight, failures.
+    pub fn records(&self) -> (usize, usize) {
+        (
+            self.channel_status.len() + self.phone_status.len(),
+            self.failures.lock().len(),
+        )
+    }
+
+    /// Exponential backoff per object ([`backoff_delay`]).
+    fn backoff(&self, key: ObjectKey) -> Duration {
+        let mut failures = self.failures.lock();
+        let count = failures.entry(key).or_insert(0);
+        *count = count.saturating_add(1);
+        backoff_delay(*count)
+    }
+}
+
+/// How long to wait after the `failures`-th failure in a row (from 1):
+/// 250 ms, 500 ms, 1 s … capped at 5 minutes.
+fn backoff_delay(failures: u32) -> Duration {
+    (Duration::from_millis(250) * (1u32 << failures.saturating_sub(1).min(11)))
+        .min(Duration::from_secs(300))
+}
+
+/// The current time truncated to whole seconds.
+pub fn now() -> Time {
+    let now = jiff::Timestamp::now();
+    Time(jiff::Timestamp::from_second(now.as_second()).expect("now is a valid timestamp"))
+}
+
+/// Runs one reconcile, recording its duration and outcome; answers when
+/// to try again after a failure.
+async fn measured(
+    ctx: &Context,
+    kind: &'static str,
+    key: &ObjectKey,
+    reconcile: impl Future<Output = Result<status_writer::Written, Error>>,
+) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    let result = reconcile.await;
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&KindLabels { kind })
+        .observe(started.elapsed().as_secs_f64());
+    let result_label = match &result {
+        Ok(status_writer::Written::Patched) => "written",
+        Ok(status_writer::Written::Unchanged) => "unchanged",
+        Ok(status_writer::Written::Gone) => "gone",
+        Err(_) => "error",
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ReconcileLabels {
+            kind,
+            result: result_label,
+        })
+        .inc();
+    match result {
+        Ok(_) => None,
+        Err(error) => retry_after(ctx, kind, key, &error),
+    }
+}
+
+/// After a failed reconcile: counted, logged, and retried with backoff
+/// (`None`: nothing to retry).
+fn retry_after(
+    ctx: &Context,
+    kind: &'static str,
+    key: &ObjectKey,
+    error: &Error,
+) -> Option<Duration> {
+    ctx.metrics
+        .errors
+        .get_or_create(&ErrorLabels {
+            kind,
+            reason: error.reason(),
+        })
+        .inc();
+    if let Error::Kube(kube::Error::Api(status)) = error
+        && status.code == 404
+    {
+        // Deleted meanwhile: nothing to retry, and no backoff to keep.
+        ctx.reset_failures(key);
+        return None;
+    }
+    let delay = ctx.backoff(key.clone());
+    warn!(object = %key, kind, error = %error, retry_in = ?delay, "reconcile failed");
+    Some(delay)
+}
+
+/// The API of a kind in the watched scope.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs both controllers until `shutdown` completes; in-flight reconciles
+/// finish first.
+///
+/// The path of one change: a watch event goes through
+/// [`ingest`] (per-object tables, the cache, then triggers for the objects
+/// it affects), the controller for its kind schedules a reconcile, the
+/// reconcile computes the desired status with the pure core and the
+/// [`StatusWriter`] patches it when it differs.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    readiness: Arc<ReplicaReadiness>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    // New caches: ready again once both are listed.
+    readiness.caches_lost();
+    let namespace = settings.namespace.as_deref();
+    // The ingest sends each change to the reconciles itself.
+    let channel_cache = ChannelCache::default();
+    let (phone_reader, phone_writer) = reflector::store::<PhoneConfiguration>();
+    let index = Arc::new(Mutex::new(Index::default()));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        channel_cache.clone(),
+        phone_reader.clone(),
+        index.clone(),
+        readiness.clone(),
+        metrics,
+        settings.instance.clone(),
+    ));
+
+    // Channels to reconcile because another object changed, and
+    // PhoneConfigurations whose status to write once channel changes settle.
+    let (channel_trigger, channel_triggers) = mpsc::unbounded::<ObjectKey>();
+    let (phone_trigger, phone_requests) = mpsc::unbounded::<Request<ObjectKey>>();
+    let (settled, settled_keys) = mpsc::unbounded::<ObjectKey>();
+    let coalescing = coalesce::forward(
+        phone_requests,
+        settled,
+        coalesce::Coalescer::new(PHONE_CONFIGURATION_QUIET, settings.bound_channels_refresh),
+    );
+    let triggers = || ingest::Triggers {
+        channels: channel_trigger.clone(),
+        phone_configurations: phone_trigger.clone(),
+    };
+
+    // Each watch: relisted after any failure, each object decoded on its own
+    // (an unreadable one is reported, not a failure of the watch), and the
+    // cache marked stale from a failure until the relist completes.
+    // Streaming lists where the API server offers them, else pages of 500.
+    let watch_config = watcher::Config::default().page_size(500).streaming_lists();
+    let (channel_notices, channel_notices_rx) = mpsc::unbounded();
+    let (phone_notices, phone_notices_rx) = mpsc::unbounded();
+    let channel_watch = readiness.track(
+        WatchedCache::Channels,
+        unreadable::decoded(
+            watch::relisting(
+                scoped::<Stored<DeploymentChannel>>(&client, namespace),
+                watch_config.clone(),
+            ),
+            ctx.unreadable_channels.clone(),
+            {
+                let cache = channel_cache.clone();
+                move || cache.keys()
+            },
+            channel_notices.clone(),
+        ),
+    );
+    let phone_watch = readiness.track(
+        WatchedCache::PhoneConfigurations,
+        unreadable::decoded(
+            watch::relisting(
+                scoped::<Stored<PhoneConfiguration>>(&client, namespace),
+                watch_config,
+            ),
+            ctx.unreadable_phone_configurations.clone(),
+            {
+                let cache = phone_reader.clone();
+                move || {
+                    cache
+                        .state()
+                        .iter()
+                        .filter_map(|pc| ObjectKey::of(pc.as_ref()))
+                        .collect()
+                }
+            },
+            phone_notices.clone(),
+        ),
+    );
+    let channel_ingest = ingest::channels(
+        channel_watch,
+        ingest::ChannelTables {
+            index,
+            tally: ingest::ReadyConditionTally::default(),
+            cache: channel_cache.clone(),
+            ctx: ctx.clone(),
+        },
+        phone_reader.clone(),
+        triggers(),
+    );
+    let phone_ingest = ingest::phone_configurations(
+        phone_watch,
+        phone_writer,
+        ingest::PhoneTables {
+            versions: HashMap::new(),
+            ctx: ctx.clone(),
+        },
+        triggers(),
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let concurrency = usize::from(settings.concurrency);
+    // Every change reaches a reconcile through the ingest's triggers; a
+    // channel deleted before its turn is not reconciled.
+    let channel_controller = {
+        let ctx = ctx.clone();
+        scheduler::run(
+            channel_triggers,
+            concurrency,
+            move |key| {
+                let ctx = ctx.clone();
+                async move {
+                    let channel = ctx.channels.get(&key)?;
+                    reconcile_channel(channel, ctx).await
+                }
+            },
+            stopped(),
+        )
+    };
+    // A PhoneConfiguration is reconciled only through the batch: its own
+    // status writes come back as watch events and need no reconcile.
+    let phone_controller = {
+        let ctx = ctx.clone();
+        scheduler::run(
+            settled_keys,
+            concurrency,
+            move |key| {
+                let ctx = ctx.clone();
+                async move {
+                    let phone = ctx
+                        .phone_configurations
+                        .get(&ObjectRef::new(&key.name).within(&key.namespace))?;
+                    reconcile_phone_configuration(phone, ctx).await
+                }
+            },
+            stopped(),
+        )
+    };
+    let reporting = futures::future::join(
+        unreadable::report(channel_notices_rx, channel_notices, ctx.clone()),
+        unreadable::report(phone_notices_rx, phone_notices, ctx.clone()),
+    );
+    let table_sizes = {
+        let ctx = ctx.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                ctx.prune_departed();
+                ctx.export_table_sizes();
+            }
+        }
+    };
+    let synced = async move {
+        readiness.channels().await;
+        readiness.phone_configurations().await;
+        info!("caches synced");
+    };
+
+    info!(
+        namespace = namespace.unwrap_or("<all>"),
+        "controllers starting"
+    );
+    let controllers = async move {
+        futures::join!(channel_controller, phone_controller, synced);
+    };
+    let ingest = async move {
+        futures::join!(
+            channel_ingest,
+            phone_ingest,
+            coalescing,
+            reporting,
+            table_sizes
+        );
+    };
+    tokio::pin!(controllers, ingest, shutdown);
+    tokio::select! {
+        _ = &mut controllers => {}
+        _ = &mut ingest => {}
+        _ = &mut shutdown => {
+            info!("stopping: finishing in-flight reconciles");
+            let _ = stop_tx.send(true);
+            // The watches keep the caches fresh while the last reconciles finish.
+            tokio::select! {
+                _ = &mut controllers => {}
+                _ = &mut ingest => {}
+            }
+        }
+    }
+    ctx.readiness.caches_lost();
+    info!("controllers stopped");
+}
+
+#[cfg(test)]
+mod tests;
