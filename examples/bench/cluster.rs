@@ -5,12 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use deploymentchannel_operator::{
-    commands::{
-        crdgen,
-        local_cluster::{LocalCluster, config_from, install_crds},
-    },
-    operator::compatibility,
+use deploymentchannel_operator::commands::{
+    crdgen,
+    local_cluster::{LocalCluster, config_from, describe, install_crds, supported_server_version},
 };
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, Client, api::PostParams};
@@ -25,7 +22,7 @@ pub struct ControlPlane {
     /// The API server's version, as it reports it (`v1.36.2`).
     pub server_version: String,
     /// The local control plane, when one was started: stopped when dropped.
-    _local: Option<LocalCluster>,
+    local: Option<LocalCluster>,
 }
 
 impl ControlPlane {
@@ -48,20 +45,19 @@ impl ControlPlane {
         let mut control_plane = Self {
             kubeconfig,
             server_version: String::new(),
-            _local: local,
+            local,
         };
-        control_plane.server_version = control_plane.block_on(async {
-            let client = control_plane.client().await;
-            let info = client
-                .apiserver_version()
-                .await
-                .map_err(|e| format!("cannot reach the API server: {e}"))?;
-            match compatibility::too_old(&info) {
-                Some(problem) => Err(problem),
-                None => Ok(info.git_version),
-            }
-        })?;
+        control_plane.server_version = control_plane
+            .block_on(async { supported_server_version(&control_plane.client().await).await })?;
         Ok(Some(control_plane))
+    }
+
+    /// What a phase runs on, in one line: the API server's and etcd's
+    /// versions, and whether the operator's lists are streamed or paged.
+    /// Needs the CRDs installed.
+    pub async fn describe(&self) -> String {
+        let etcd = self.local.as_ref().map(LocalCluster::etcd_version);
+        describe(&self.client().await, &self.server_version, etcd).await
     }
 
     /// A new client (each runtime needs its own).

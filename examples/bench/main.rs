@@ -64,7 +64,7 @@ fn main() {
     for n in args.sizes {
         if let Some(rounds) = args.churn {
             let rounds = on_fresh_control_plane(async |env| {
-                eprintln!("bench: churn N={n} on API server {}", env.server_version);
+                println!("bench: churn N={n} on {}", env.describe().await);
                 churn::run(env, n, rounds as usize).await
             });
             match rounds {
@@ -79,11 +79,14 @@ fn main() {
         // The floor and the operator each get a control plane of their own,
         // so that neither runs on storage holding the other's objects.
         let measured = on_fresh_control_plane(async |env| {
-            eprintln!("bench: N={n} on API server {}", env.server_version);
+            println!("bench: N={n} floor on {}", env.describe().await);
             measure::measure_floor(env, n).await
         })
         .and_then(|floor| {
-            on_fresh_control_plane(async |env| measure::measure_operator(env, n, floor, idle).await)
+            on_fresh_control_plane(async |env| {
+                println!("bench: N={n} operator on {}", env.describe().await);
+                measure::measure_operator(env, n, floor, idle).await
+            })
         });
         match measured {
             Ok(result) => results.push(result),

@@ -22,6 +22,8 @@ use kube::{
 use tempfile::TempDir;
 use tracing::instrument::WithSubscriber;
 
+use crate::operator::compatibility;
+
 /// The environment variable that names the directory of the binaries.
 pub const ASSETS_VARIABLE: &str = "KUBEBUILDER_ASSETS";
 
@@ -299,6 +301,59 @@ pub async fn install_crds(
         }
     }
     Ok(())
+}
+
+/// The API server's version as it reports it (`v1.36.3`); an error for a
+/// server older than the oldest supported, which the end-to-end suite and
+/// the benchmark refuse.
+pub async fn supported_server_version(client: &Client) -> Result<String, String> {
+    let info = client
+        .apiserver_version()
+        .await
+        .map_err(|e| format!("cannot reach the API server: {e}"))?;
+    match compatibility::too_old(&info) {
+        Some(problem) => Err(problem),
+        None => Ok(info.git_version),
+    }
+}
+
+/// What a control plane is, in one line: the API server's version, etcd's
+/// (when known: an existing cluster's is not), and [`list_mode`].
+pub async fn describe(client: &Client, server_version: &str, etcd_version: Option<&str>) -> String {
+    let etcd = etcd_version.map_or("etcd of the existing cluster".to_string(), |v| {
+        format!("etcd {v}")
+    });
+    format!(
+        "API server {server_version}, {etcd}, {}",
+        list_mode(client).await
+    )
+}
+
+/// Whether the API server streams a list of DeploymentChannels (a watch
+/// that sends every object, then a bookmark) or refuses, so that the
+/// operator lists in pages: the same two refusals the operator falls back
+/// on (the `WatchList` feature off, or storage without progress requests).
+/// Needs the CRDs installed.
+pub async fn list_mode(client: &Client) -> String {
+    let request = http::Request::get(
+        "/apis/interactions.dev/v1alpha1/deploymentchannels?watch=true&sendInitialEvents=true\
+         &resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1",
+    )
+    .body(Vec::new());
+    let Ok(request) = request else {
+        return "lists of unknown kind (no request)".into();
+    };
+    match client.request_text(request).await {
+        Ok(events) if events.contains("k8s.io/initial-events-end") => "streaming lists".into(),
+        Ok(events) if events.contains("RequestWatchProgress") => {
+            "paged lists (etcd cannot serve streaming lists)".into()
+        }
+        Ok(events) => format!("lists of unknown kind (the streaming list answered {events:?})"),
+        Err(kube::Error::Api(status)) if status.message.contains("sendInitialEvents") => {
+            "paged lists (streaming lists are off: WatchList feature gate)".into()
+        }
+        Err(e) => format!("lists of unknown kind (the streaming list failed: {e})"),
+    }
 }
 
 /// A program on `PATH`.

@@ -13,9 +13,8 @@ use std::{
 };
 
 use deploymentchannel_operator::commands::local_cluster::{
-    LocalCluster, config_from, find_on_path, install_crds,
+    LocalCluster, config_from, describe, find_on_path, install_crds, supported_server_version,
 };
-use deploymentchannel_operator::operator::compatibility;
 use kube::{Api, Client, Config};
 
 /// Where the tests run.
@@ -54,7 +53,7 @@ impl TestEnv {
                 _control_plane: None,
             };
             env.server_version =
-                env.block_on(async { server_version(&env.client().await).await })?;
+                env.block_on(async { supported_server_version(&env.client().await).await })?;
             return Ok(Some(env));
         }
         let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from) else {
@@ -77,7 +76,7 @@ impl TestEnv {
             _control_plane: Some(control_plane),
         };
         env.server_version =
-            runtime.block_on(async { server_version(&env.client().await).await })?;
+            runtime.block_on(async { supported_server_version(&env.client().await).await })?;
         Ok(Some(env))
     }
 
@@ -157,50 +156,8 @@ impl TestEnv {
     /// What the suite runs on, in one line: the API server's and etcd's
     /// versions, and whether lists of the operator's kinds are streamed.
     pub async fn describe(&self) -> String {
-        let etcd = self
-            .etcd_version
-            .as_deref()
-            .map_or("etcd of the existing cluster".to_string(), |v| {
-                format!("etcd {v}")
-            });
-        let lists = list_mode(&self.client().await).await;
-        format!("API server {}, {etcd}, {lists}", self.server_version)
-    }
-}
-
-/// Whether the API server streams a list of DeploymentChannels (a watch
-/// that sends every object, then a bookmark) or refuses, so that the
-/// operator lists in pages: the same two refusals the operator falls back on
-/// (the `WatchList` feature off, or storage without progress requests).
-async fn list_mode(client: &Client) -> String {
-    let request = http::Request::get(
-        "/apis/interactions.dev/v1alpha1/deploymentchannels?watch=true&sendInitialEvents=true\
-         &resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1",
-    )
-    .body(Vec::new())
-    .expect("a request");
-    match client.request_text(request).await {
-        Ok(events) if events.contains("k8s.io/initial-events-end") => "streaming lists".into(),
-        Ok(events) if events.contains("RequestWatchProgress") => {
-            "paged lists (etcd cannot serve streaming lists)".into()
-        }
-        Ok(events) => format!("lists of unknown kind (the streaming list answered {events:?})"),
-        Err(kube::Error::Api(status)) if status.message.contains("sendInitialEvents") => {
-            "paged lists (streaming lists are off: WatchList feature gate)".into()
-        }
-        Err(e) => format!("lists of unknown kind (the streaming list failed: {e})"),
-    }
-}
-
-/// The server's version; an error for one older than the oldest supported.
-async fn server_version(client: &Client) -> Result<String, String> {
-    let info = client
-        .apiserver_version()
-        .await
-        .map_err(|e| format!("cannot reach the API server: {e}"))?;
-    match compatibility::too_old(&info) {
-        Some(problem) => Err(problem),
-        None => Ok(info.git_version),
+        let client = self.client().await;
+        describe(&client, &self.server_version, self.etcd_version.as_deref()).await
     }
 }
 
