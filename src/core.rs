@@ -10,4 +10,5 @@ pub(crate) mod decoding;
 pub mod desired_status;
 pub(crate) mod field_error;
 pub mod index;
+pub mod printable;
 pub mod validation;

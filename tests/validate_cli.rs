@@ -116,3 +116,175 @@ fn json_output_for_machines() {
         ]
     );
 }
+
+/// Runs `validate` on a temporary tree; the environment carries a secret
+/// that must never reach the output.
+fn validate_tree(dir: &std::path::Path, extra: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deploymentchannel-operator"))
+        .arg("validate")
+        .arg(dir)
+        .args(extra)
+        .env("FAKE_SECRET_TOKEN", "ghs_s3cr3tvalue")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("validate did not finish within 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
+
+const GOOD_PHONE: &str = "apiVersion: interactions.dev/v1alpha1
+kind: PhoneConfiguration
+metadata: {name: phone}
+spec: {phoneNumber: '+12125551234', provider: twilio, capabilities: [VOICE]}
+";
+
+#[cfg(unix)]
+#[test]
+fn symlinks_in_a_tree_never_leak_what_they_point_to() {
+    use std::os::unix::fs::symlink;
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.yaml");
+    std::fs::write(&secret, "token: [ghs_outside_secret\nkey: AKIA_OUTSIDE\n").unwrap();
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(tree.path().join("a.yaml"), GOOD_PHONE).unwrap();
+    symlink(&secret, tree.path().join("outside.yaml")).unwrap();
+    symlink("/proc/self/environ", tree.path().join("environ.yaml")).unwrap();
+    symlink("/dev/zero", tree.path().join("zero.yaml")).unwrap();
+    symlink("/etc", tree.path().join("etc.yaml")).unwrap();
+    symlink(tree.path().join("nowhere"), tree.path().join("dangling.yaml")).unwrap();
+    // A link to a regular file inside the tree is read.
+    symlink(tree.path().join("a.yaml"), tree.path().join("inside.yml")).unwrap();
+    let (code, output) = validate_tree(tree.path(), &[]);
+    assert_eq!(code, Some(2), "{output}");
+    for leak in ["ghs_", "AKIA", "FAKE_SECRET", "PATH=", "secret.yaml", "/proc"] {
+        assert!(!output.contains(leak), "{leak} leaked: {output}");
+    }
+    assert!(
+        output.contains("outside.yaml: not read: a symbolic link that leads outside"),
+        "{output}"
+    );
+    assert!(output.contains("zero.yaml: not read"), "{output}");
+    assert!(output.contains("2 objects checked"), "{output}");
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_never_opened_and_big_files_are_refused() {
+    let tree = tempfile::tempdir().unwrap();
+    let fifo = tree.path().join("pipe.yaml");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    std::fs::write(
+        tree.path().join("big.yaml"),
+        format!("{GOOD_PHONE}# {}\n", "x".repeat(4096)),
+    )
+    .unwrap();
+    let (code, output) = validate_tree(tree.path(), &["--max-file-size", "2Ki"]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("pipe.yaml: not read: not a regular file"), "{output}");
+    assert!(
+        output.contains("big.yaml: cannot read: larger than 2048 bytes (raise the limit with --max-file-size)"),
+        "{output}"
+    );
+    // Named on the command line, a device is refused too.
+    let (code, output) = validate_tree(std::path::Path::new("/dev/zero"), &[]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("not a regular file"), "{output}");
+}
+
+#[test]
+fn a_parse_error_names_the_position_and_quotes_nothing() {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tree.path().join("bad.yaml"),
+        "FAKE_SECRET_TOKEN=ghs_value\0PATH=/usr/bin\0HOME: [\"ghs_x\"\n  : -\n",
+    )
+    .unwrap();
+    let (code, output) = validate_tree(tree.path(), &[]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(!output.contains("ghs_"), "{output}");
+    assert!(!output.contains("/usr/bin"), "{output}");
+    assert!(output.contains("bad.yaml: cannot parse YAML"), "{output}");
+}
+
+#[test]
+fn printed_names_fields_and_file_names_cannot_drive_the_terminal() {
+    let tree = tempfile::tempdir().unwrap();
+    let name = "evil\u{1b}]52;c;ZWNobyBwd25lZA==\u{7}\u{9b}2J\u{202e}.yaml";
+    std::fs::write(
+        tree.path().join(name),
+        "apiVersion: interactions.dev/v1alpha1
+kind: DeploymentChannel
+metadata: {name: \"a\\e[31m\\u202Eb\\x9b\"}
+spec:
+  deploymentType: WEB
+  channelIdentifier: \"https://example.com/\\e]52;c;aGk=\\a\"
+  \"x\\e[2Jy\\u2066\": 1
+",
+    )
+    .unwrap();
+    for format in ["text", "json"] {
+        let (code, output) = validate_tree(tree.path(), &["-o", format]);
+        assert_eq!(code, Some(1), "{output}");
+        let bad: Vec<char> = output
+            .chars()
+            .filter(|c| {
+                (c.is_control() && *c != '\n')
+                    || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            })
+            .collect();
+        assert!(bad.is_empty(), "{format}: {bad:?} in {output:?}");
+        if format == "text" {
+            assert!(output.contains("evil\\u{1b}]52;c;"), "{output}");
+        }
+    }
+}
+
+#[test]
+fn list_items_are_validated_and_many_documents_are_read() {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tree.path().join("list.yaml"),
+        format!(
+            "apiVersion: v1
+kind: List
+items:
+- apiVersion: interactions.dev/v1alpha1
+  kind: DeploymentChannel
+  metadata: {{name: sms}}
+  spec: {{deploymentType: SMS, channelIdentifier: '2125551234', configuration: {{phoneConfigurationId: phone}}}}
+- {}",
+            GOOD_PHONE.replace('\n', "\n  ")
+        ),
+    )
+    .unwrap();
+    let (code, output) = validate_tree(tree.path(), &[]);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains("list.yaml:1:items[0]: DeploymentChannel/sms: spec.channelIdentifier: Invalid value"),
+        "{output}"
+    );
+    // A repository file with thousands of documents is read whole.
+    let many: String = (0..3000)
+        .map(|i| GOOD_PHONE.replace("name: phone", &format!("name: phone-{i}")) + "---\n")
+        .collect();
+    std::fs::write(tree.path().join("list.yaml"), many).unwrap();
+    let (code, output) = validate_tree(tree.path(), &[]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("3000 objects checked"), "{output}");
+}

@@ -52,6 +52,37 @@ pub struct ValidateArgs {
     /// Accept CALLS and SMS channels whose PhoneConfiguration is not among the files.
     #[arg(long)]
     pub allow_missing_references: bool,
+
+    /// The largest file read, in bytes (suffixes Ki, Mi, Gi, K, M, G); a
+    /// larger file is refused as unreadable.
+    #[arg(long, value_name = "SIZE", default_value = "16Mi", value_parser = parse_size)]
+    pub max_file_size: u64,
+}
+
+/// A size in bytes: `1048576`, `512Ki`, `16Mi`, `1G`.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size in bytes (for example 16Mi)"))?;
+    let factor: u64 = match unit {
+        "" => 1,
+        "K" | "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use Ki, Mi, Gi, K, M or G)")),
+    };
+    number
+        .checked_mul(factor)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a usable size"))
 }
 
 /// How `validate` prints its verdict.
@@ -70,7 +101,12 @@ pub fn validate(
     out: &mut impl std::io::Write,
     err: &mut impl std::io::Write,
 ) -> u8 {
-    let (documents, unreadable) = validate::load(&args.paths);
+    let (documents, unreadable) = validate::load_with(
+        &args.paths,
+        validate::Limits {
+            max_file_bytes: args.max_file_size,
+        },
+    );
     let report = validate::check(
         &documents,
         validate::Options {
@@ -341,6 +377,7 @@ spec: {deploymentType: WEB, channelIdentifier: 'https://example.com', configurat
             paths,
             output: OutputFormat::Text,
             allow_missing_references: false,
+            max_file_size: crate::commands::validate::DEFAULT_MAX_FILE_BYTES,
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = validate(&args, &mut out, &mut err);
@@ -386,6 +423,7 @@ spec: {deploymentType: WEB, channelIdentifier: 'https://example.com', configurat
             paths: vec![path],
             output: OutputFormat::Json,
             allow_missing_references: false,
+            max_file_size: crate::commands::validate::DEFAULT_MAX_FILE_BYTES,
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(validate(&args, &mut out, &mut err), exit::INVALID);

@@ -3,6 +3,7 @@
 //! command is the `kubectl interactions` plugin.
 
 pub(crate) mod report;
+mod safe_error;
 
 use std::{io::Write, path::PathBuf};
 
@@ -16,6 +17,7 @@ use kube::{
 };
 
 use crate::core::api::{DeploymentChannel, GROUP, PhoneConfiguration, VERSION};
+use crate::core::printable;
 use report::{ChannelInputs, Fetched, render::Palette};
 
 /// Options of `status`, spelled as kubectl spells them.
@@ -113,7 +115,11 @@ pub async fn run_with_client(
     let now = Time(jiff::Timestamp::now());
     let text = match &args.target {
         Some(StatusTarget::Channel { name }) => {
-            let report = report::channel_report(&channel_inputs(&client, &namespace, name).await?);
+            let mut inputs = channel_inputs(&client, &namespace, name).await?;
+            if args.output == StatusOutput::Text {
+                inputs = escaped_inputs(inputs);
+            }
+            let report = report::channel_report(&inputs);
             match args.output {
                 StatusOutput::Json => json(&report),
                 StatusOutput::Text => report::render::channel(&report, &now, &palette),
@@ -128,13 +134,15 @@ pub async fn run_with_client(
                 &namespace,
             );
             let pc = match api.get_opt(name).await {
+                Ok(Some(pc)) if args.output == StatusOutput::Text => printable::escaped(&pc),
                 Ok(Some(pc)) => pc,
                 Ok(None) => return Err(not_found(&client, &what).await),
                 Err(e) => return Err(explain(&client, &what, "get", e).await),
             };
             let channels = list_channels(&client, Some(&namespace))
                 .await
-                .map_err(|e| e.0);
+                .map_err(|e| e.0)
+                .map(|list| text_safe(args, list));
             let report = report::phone_configuration_report(&pc, &channels);
             match args.output {
                 StatusOutput::Json => json(&report),
@@ -143,10 +151,11 @@ pub async fn run_with_client(
         }
         None => {
             let scope = (!args.all_namespaces).then_some(namespace.as_str());
-            let channels = list_channels(&client, scope).await?;
+            let channels = text_safe(args, list_channels(&client, scope).await?);
             let phone_configurations = list_phone_configurations(&client, scope)
                 .await
-                .map_err(|e| e.0);
+                .map_err(|e| e.0)
+                .map(|list| text_safe(args, list));
             let report = report::summary(scope, &channels, &phone_configurations);
             match args.output {
                 StatusOutput::Json => json(&report),
@@ -154,12 +163,56 @@ pub async fn run_with_client(
             }
         }
     };
+    // The fields were escaped before rendering; this is the net behind
+    // them (JSON is made safe by `json`).
+    let text = match args.output {
+        StatusOutput::Text => printable::escape_report(&text),
+        StatusOutput::Json => text,
+    };
     out.write_all(text.as_bytes())
         .map_err(|e| StatusError::new(format!("cannot write the report: {e}")))
 }
 
+/// For the text view: objects whose every string shows its control, C1,
+/// bidi and invisible characters escaped (see [`printable`]), so that no
+/// identifier, provider, condition message or Event text written by an
+/// object's author can drive the reader's terminal.
+fn text_safe<T>(args: &StatusArgs, objects: Vec<T>) -> Vec<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+{
+    match args.output {
+        StatusOutput::Text => objects.iter().map(printable::escaped).collect(),
+        StatusOutput::Json => objects,
+    }
+}
+
+fn escaped_inputs(inputs: ChannelInputs) -> ChannelInputs {
+    let escape_error = |e: String| printable::escape(&e).into_owned();
+    ChannelInputs {
+        channel: printable::escaped(&inputs.channel),
+        phone_configuration: inputs.phone_configuration.map(|fetched| match fetched {
+            Fetched::Found(pc) => Fetched::Found(printable::escaped(&pc)),
+            Fetched::NotFound => Fetched::NotFound,
+            Fetched::Unreadable(why) => Fetched::Unreadable(escape_error(why)),
+        }),
+        neighbours: inputs
+            .neighbours
+            .map(|list| list.iter().map(printable::escaped).collect())
+            .map_err(escape_error),
+        events: inputs
+            .events
+            .map(|list| list.iter().map(printable::escaped).collect())
+            .map_err(escape_error),
+    }
+}
+
 fn json(report: &impl serde::Serialize) -> String {
-    let mut text = serde_json::to_string_pretty(report).expect("reports serialize to JSON");
+    // As JSON, the values are exact; the characters a terminal would act
+    // on are written as \u escapes.
+    let mut text = printable::json_safe(
+        &serde_json::to_string_pretty(report).expect("reports serialize to JSON"),
+    );
     text.push('\n');
     text
 }
@@ -171,39 +224,48 @@ async fn client(args: &StatusArgs) -> Result<Client, StatusError> {
         context: args.context.clone(),
         ..KubeConfigOptions::default()
     };
+    let kubeconfig_path = safe_error::kubeconfig_path(args.kubeconfig.as_deref());
+    // Every error below is described by safe_error: the file and position,
+    // the command and exit status, never the content of the kubeconfig.
+    let describe = |e: &(dyn std::error::Error + 'static)| {
+        StatusError::new(safe_error::describe(e, &kubeconfig_path))
+    };
     let config = match &args.kubeconfig {
         Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
-                StatusError::new(format!(
-                    "cannot read kubeconfig {}: {}",
-                    path.display(),
-                    root_cause(&e)
-                ))
-            })?;
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| describe(&e))?;
             Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
-                .map_err(|e| bad_kubeconfig(args, &e))?
+                .map_err(|e| bad_kubeconfig(args, &e, &kubeconfig_path))?
         }
         None if args.context.is_some() => Config::from_kubeconfig(&options)
             .await
-            .map_err(|e| bad_kubeconfig(args, &e))?,
+            .map_err(|e| bad_kubeconfig(args, &e, &kubeconfig_path))?,
         None => Config::infer().await.map_err(|e| {
             StatusError::new(format!(
                 "no cluster to ask: {} (set KUBECONFIG or pass --kubeconfig)",
-                root_cause(&e)
+                safe_error::describe(&e, &kubeconfig_path)
             ))
         })?,
     };
-    Client::try_from(config)
-        .map_err(|e| StatusError::new(format!("cannot set up a client: {}", root_cause(&e))))
+    safe_error::remember_credential_command(&config);
+    Client::try_from(config).map_err(|e| {
+        StatusError::new(format!(
+            "cannot set up a client: {}",
+            safe_error::describe(&e, &kubeconfig_path)
+        ))
+    })
 }
 
-fn bad_kubeconfig(args: &StatusArgs, error: &kube::config::KubeconfigError) -> StatusError {
+fn bad_kubeconfig(
+    args: &StatusArgs,
+    error: &kube::config::KubeconfigError,
+    kubeconfig_path: &str,
+) -> StatusError {
     match (&args.context, error) {
-        (Some(context), kube::config::KubeconfigError::LoadContext(_)) => {
-            StatusError::new(format!("the kubeconfig has no context {context:?}"))
-        }
-        _ => StatusError::new(format!("cannot use the kubeconfig: {}", root_cause(error))),
+        (Some(context), kube::config::KubeconfigError::LoadContext(_)) => StatusError::new(
+            format!("the kubeconfig has no context {:?}", printable::escape(context)),
+        ),
+        _ => StatusError::new(safe_error::describe(error, kubeconfig_path)),
     }
 }
 
@@ -272,7 +334,7 @@ async fn explain(client: &Client, what: &Subject, verb: &str, error: kube::Error
         other => StatusError::new(format!(
             "cannot {verb} {}: {}",
             what.description,
-            root_cause(other)
+            safe_error::describe(other, &safe_error::kubeconfig_path(None))
         )),
     }
 }
@@ -386,16 +448,6 @@ async fn list_phone_configurations(
     }
 }
 
-/// The innermost error's message: what actually went wrong, without the
-/// layers of wrapping around it.
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(source) = current.source() {
-        current = source;
-    }
-    current.to_string()
-}
-
 /// The palette for standard output: colours only on a terminal (and not
 /// with NO_COLOR set), as `anstream` decides.
 pub fn stdout_palette() -> Palette {
@@ -422,7 +474,7 @@ pub fn main(args: &StatusArgs) -> std::process::ExitCode {
     match runtime.block_on(run(args, &mut std::io::stdout().lock(), palette)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", printable::escape(&error.0));
             std::process::ExitCode::FAILURE
         }
     }

@@ -20,6 +20,7 @@ use crate::{
     core::desired_status::{condition, desired_channel_status, reason},
     core::field_error::{FieldError, FieldErrorType},
     core::index::{Index, ObjectKey},
+    core::printable,
     core::validation::{ValidChannel, validate_channel, validate_phone_configuration},
 };
 
@@ -30,6 +31,8 @@ pub struct Document {
     pub source: String,
     /// Its position in the file, from 1.
     pub index: usize,
+    /// Its position in the `items` of a `List` document, from 0.
+    pub item: Option<usize>,
     pub value: Value,
 }
 
@@ -40,41 +43,64 @@ pub struct Unreadable {
     pub error: String,
 }
 
+/// The default of `--max-file-size`: no manifest file of a real repository
+/// comes near it, and it bounds what one file can cost.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What `load` may read.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The largest file (or standard input) read, in bytes.
+    pub max_file_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+        }
+    }
+}
+
 /// Reads every document of the given files, directories (recursively, their
 /// `.yaml`, `.yml` and `.json` files) and `-` (standard input).
+///
+/// It reads only what it was given: only regular files (never a device, a
+/// FIFO or a socket), none larger than `limits.max_file_bytes`, and in a
+/// directory walk a symbolic link only when it resolves to a regular file
+/// inside the directory named on the command line (a link to a directory
+/// is never followed, a link leading outside is refused). A file named on
+/// the command line is read through its links, as the user named it, but
+/// must be a regular file too. An error never quotes anything from outside
+/// the files read.
 pub fn load(paths: &[PathBuf]) -> (Vec<Document>, Vec<Unreadable>) {
+    load_with(paths, Limits::default())
+}
+
+/// [`load`] with explicit limits.
+pub fn load_with(paths: &[PathBuf], limits: Limits) -> (Vec<Document>, Vec<Unreadable>) {
     let mut documents = Vec::new();
     let mut unreadable = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
-            let mut text = String::new();
-            match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => parse_into("-", &text, &mut documents, &mut unreadable),
-                Err(e) => unreadable.push(Unreadable {
+            match read_capped(std::io::stdin().lock(), limits.max_file_bytes) {
+                Ok(text) => parse_into("-", &text, &mut documents, &mut unreadable),
+                Err(error) => unreadable.push(Unreadable {
                     source: "-".into(),
-                    error: format!("cannot read standard input: {e}"),
+                    error: format!("cannot read standard input: {error}"),
                 }),
             }
             continue;
         }
         let mut files = Vec::new();
-        if let Err(error) = collect_files(path, true, &mut files) {
-            unreadable.push(Unreadable {
-                source: path.display().to_string(),
-                error,
-            });
-        }
+        collect_named(path, &mut files, &mut unreadable);
         for file in files {
-            match std::fs::read_to_string(&file) {
-                Ok(text) => parse_into(
-                    &file.display().to_string(),
-                    &text,
-                    &mut documents,
-                    &mut unreadable,
-                ),
-                Err(e) => unreadable.push(Unreadable {
-                    source: file.display().to_string(),
-                    error: format!("cannot read: {e}"),
+            let source = file.display().to_string();
+            match read_regular_file(&file, limits.max_file_bytes) {
+                Ok(text) => parse_into(&source, &text, &mut documents, &mut unreadable),
+                Err(error) => unreadable.push(Unreadable {
+                    source,
+                    error: format!("cannot read: {error}"),
                 }),
             }
         }
@@ -82,51 +108,243 @@ pub fn load(paths: &[PathBuf]) -> (Vec<Document>, Vec<Unreadable>) {
     (documents, unreadable)
 }
 
-fn collect_files(path: &Path, named: bool, files: &mut Vec<PathBuf>) -> Result<(), String> {
-    let metadata = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if metadata.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| format!("cannot read directory: {e}"))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for entry in entries {
-            collect_files(&entry, false, files)?;
-        }
-    } else if named
-        || matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        )
-    {
-        // A file named on the command line is read whatever its extension.
-        files.push(path.to_path_buf());
-    }
-    Ok(())
+/// Why a file was not read; never quotes the file.
+#[derive(Debug)]
+enum ReadError {
+    NotRegular,
+    TooLarge(u64),
+    NotUtf8,
+    Io(std::io::ErrorKind),
 }
 
-/// Splits a YAML (or JSON) text into its documents.
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotRegular => write!(
+                f,
+                "not a regular file (a device, FIFO, socket or directory is never read)"
+            ),
+            Self::TooLarge(max) => write!(
+                f,
+                "larger than {max} bytes (raise the limit with --max-file-size)"
+            ),
+            Self::NotUtf8 => write!(f, "not UTF-8 text"),
+            Self::Io(kind) => write!(f, "{}", io_kind_text(*kind)),
+        }
+    }
+}
+
+/// An I/O error's kind in words (an `io::Error`'s own text may carry a path
+/// or more).
+fn io_kind_text(kind: std::io::ErrorKind) -> String {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::NotFound => "no such file or directory".into(),
+        K::PermissionDenied => "permission denied".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Reads at most `max` bytes of UTF-8 text; more is an error, not a cut.
+fn read_capped(reader: impl Read, max: u64) -> Result<String, ReadError> {
+    let mut bytes = Vec::new();
+    reader
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError::Io(e.kind()))?;
+    if bytes.len() as u64 > max {
+        return Err(ReadError::TooLarge(max));
+    }
+    String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8)
+}
+
+/// Opens `path` only if it is a regular file (checked before opening, so
+/// that a FIFO cannot block, and again on the open file), then reads it
+/// capped.
+fn read_regular_file(path: &Path, max: u64) -> Result<String, ReadError> {
+    let before = std::fs::metadata(path).map_err(|e| ReadError::Io(e.kind()))?;
+    if !before.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    if before.len() > max {
+        return Err(ReadError::TooLarge(max));
+    }
+    let file = std::fs::File::open(path).map_err(|e| ReadError::Io(e.kind()))?;
+    let opened = file.metadata().map_err(|e| ReadError::Io(e.kind()))?;
+    if !opened.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    read_capped(file, max)
+}
+
+/// Whether a directory-walk entry is a manifest file by its name.
+fn has_manifest_extension(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// A path named on the command line: a file (read whatever its extension)
+/// or a directory, walked.
+fn collect_named(path: &Path, files: &mut Vec<PathBuf>, unreadable: &mut Vec<Unreadable>) {
+    let refuse = |unreadable: &mut Vec<Unreadable>, error: String| {
+        unreadable.push(Unreadable {
+            source: path.display().to_string(),
+            error,
+        })
+    };
+    match std::fs::metadata(path) {
+        Err(e) => refuse(unreadable, format!("cannot read: {}", io_kind_text(e.kind()))),
+        Ok(metadata) if metadata.is_dir() => match std::fs::canonicalize(path) {
+            Ok(root) => walk(path, &root, files, unreadable),
+            Err(e) => refuse(unreadable, format!("cannot read: {}", io_kind_text(e.kind()))),
+        },
+        Ok(_) => files.push(path.to_path_buf()),
+    }
+}
+
+/// Collects the manifest files under `dir` (inside `root`, canonical),
+/// without following a link to a directory or to anything outside `root`.
+fn walk(dir: &Path, root: &Path, files: &mut Vec<PathBuf>, unreadable: &mut Vec<Unreadable>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            unreadable.push(Unreadable {
+                source: dir.display().to_string(),
+                error: format!("cannot read directory: {}", io_kind_text(e.kind())),
+            });
+            return;
+        }
+    };
+    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for entry in entries {
+        let Ok(metadata) = std::fs::symlink_metadata(&entry) else {
+            continue;
+        };
+        let kind = metadata.file_type();
+        if kind.is_dir() {
+            walk(&entry, root, files, unreadable);
+            continue;
+        }
+        if !has_manifest_extension(&entry) {
+            continue;
+        }
+        let refuse = |unreadable: &mut Vec<Unreadable>, error: &str| {
+            unreadable.push(Unreadable {
+                source: entry.display().to_string(),
+                error: error.to_string(),
+            })
+        };
+        if kind.is_symlink() {
+            // Followed only to a regular file inside the directory named on
+            // the command line; the target is never named in the error.
+            match std::fs::canonicalize(&entry) {
+                Ok(target) if target.starts_with(root) => match std::fs::metadata(&target) {
+                    Ok(m) if m.is_file() => files.push(entry),
+                    _ => refuse(
+                        unreadable,
+                        "not read: a symbolic link to something other than a regular file",
+                    ),
+                },
+                Ok(_) => refuse(
+                    unreadable,
+                    "not read: a symbolic link that leads outside the directory being checked",
+                ),
+                Err(_) => refuse(unreadable, "not read: a symbolic link that leads nowhere"),
+            }
+        } else if kind.is_file() {
+            files.push(entry);
+        } else {
+            refuse(
+                unreadable,
+                "not read: not a regular file (a device, FIFO or socket is never read)",
+            );
+        }
+    }
+}
+
+/// The parser's limits: as many documents and nodes as the file size
+/// allows (the size cap bounds the work), aliases bounded as by default.
+fn parse_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: usize::MAX,
+            max_nodes: 20_000_000,
+            max_events: 50_000_000,
+        },
+        with_snippet: false,
+    }
+}
+
+/// A parse error as its position and the parser's words, with anything
+/// quoted from the text left out: an error never echoes content.
+fn parse_error_text(error: &serde_saphyr::Error) -> String {
+    static QUOTED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let quoted = QUOTED.get_or_init(|| {
+        regex::Regex::new(r#""(?:[^"\\]|\\.)*"|'[^']*'|`[^`]*`"#).expect("a valid pattern")
+    });
+    let message = error.to_string();
+    let first_line = message.lines().next().unwrap_or_default();
+    let first_line = first_line
+        .rsplit_once(" at line ")
+        .map_or(first_line, |(words, _)| words);
+    let words = quoted.replace_all(first_line, "\"…\"");
+    let words: String = words.chars().take(200).collect();
+    match error.location() {
+        Some(at) => format!(
+            "cannot parse YAML at line {}, column {}: {words}",
+            at.line(),
+            at.column()
+        ),
+        None => format!("cannot parse YAML: {words}"),
+    }
+}
+
+/// Splits a YAML (or JSON) text into its documents; a `List` (`kind: List`
+/// or any `…List` kind with `items`, as kubectl reads it) is opened into
+/// its items.
 pub fn parse_into(
     source: &str,
     text: &str,
     documents: &mut Vec<Document>,
     unreadable: &mut Vec<Unreadable>,
 ) {
-    match serde_saphyr::from_multiple::<Value>(text) {
-        Ok(values) => documents.extend(
-            values
-                .into_iter()
-                .enumerate()
-                .filter(|(_, value)| !value.is_null())
-                .map(|(i, value)| Document {
-                    source: source.to_string(),
-                    index: i + 1,
-                    value,
-                }),
-        ),
+    match serde_saphyr::from_multiple_with_options::<Value>(text, parse_options()) {
+        Ok(values) => {
+            for (i, value) in values.into_iter().enumerate() {
+                if value.is_null() {
+                    continue;
+                }
+                let is_list = value
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k.ends_with("List"))
+                    && value.get("items").is_some_and(Value::is_array);
+                if is_list {
+                    let Value::Array(items) = value["items"].clone() else {
+                        unreachable!("checked above")
+                    };
+                    documents.extend(items.into_iter().enumerate().map(|(j, value)| Document {
+                        source: source.to_string(),
+                        index: i + 1,
+                        item: Some(j),
+                        value,
+                    }));
+                } else {
+                    documents.push(Document {
+                        source: source.to_string(),
+                        index: i + 1,
+                        item: None,
+                        value,
+                    });
+                }
+            }
+        }
         Err(e) => unreadable.push(Unreadable {
             source: source.to_string(),
-            error: format!("cannot parse YAML: {e}"),
+            error: parse_error_text(&e),
         }),
     }
 }
@@ -136,6 +354,9 @@ pub fn parse_into(
 pub struct Problem {
     pub file: String,
     pub document: usize,
+    /// Its position in the `items` of a `List` document, from 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
     pub kind: String,
     pub name: String,
     pub field: String,
@@ -149,9 +370,21 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}:{}: {}/{}: {}: {}",
-            self.file, self.document, self.kind, self.name, self.field, self.message
+            "{}: {}/{}: {}: {}",
+            position(&self.file, self.document, self.item),
+            self.kind,
+            self.name,
+            self.field,
+            self.message
         )
+    }
+}
+
+/// `file:document`, or `file:document:items[i]` for an item of a `List`.
+fn position(file: &str, document: usize, item: Option<usize>) -> String {
+    match item {
+        Some(item) => format!("{file}:{document}:items[{item}]"),
+        None => format!("{file}:{document}"),
     }
 }
 
@@ -163,6 +396,9 @@ pub struct Report {
     /// Documents of other kinds, not checked.
     pub skipped: usize,
     pub problems: Vec<Problem>,
+    /// Things worth a look that are not refusals (a URL host that mixes
+    /// scripts, which may imitate another channel's).
+    pub warnings: Vec<String>,
 }
 
 /// Exit codes of `validate`.
@@ -176,11 +412,14 @@ pub mod exit {
 }
 
 impl Report {
-    /// One line per problem: `file:document: kind/name: field: message`.
+    /// One line per problem: `file:document: kind/name: field: message`,
+    /// with every control, C1, bidi and invisible character escaped (see
+    /// [`printable`]): a name, a field or a file name cannot write to the
+    /// terminal.
     pub fn write_text(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        self.problems
-            .iter()
-            .try_for_each(|problem| writeln!(out, "{problem}"))
+        self.problems.iter().try_for_each(|problem| {
+            writeln!(out, "{}", printable::escape(&problem.to_string()))
+        })
     }
 
     /// One JSON object with the verdict, every problem and every unreadable input.
@@ -199,11 +438,14 @@ impl Report {
             "skipped": self.skipped,
             "problems": self.problems,
             "unreadable": unreadable,
+            "warnings": self.warnings,
         });
         writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&json).expect("a report serializes to JSON")
+            printable::json_safe(
+                &serde_json::to_string_pretty(&json).expect("a report serializes to JSON")
+            )
         )
     }
 
@@ -214,7 +456,15 @@ impl Report {
         err: &mut impl std::io::Write,
     ) -> std::io::Result<()> {
         for u in unreadable {
-            writeln!(err, "{}: {}", u.source, u.error)?;
+            writeln!(
+                err,
+                "{}: {}",
+                printable::escape(&u.source),
+                printable::escape(&u.error)
+            )?;
+        }
+        for warning in &self.warnings {
+            writeln!(err, "warning: {}", printable::escape(warning))?;
         }
         writeln!(
             err,
@@ -289,6 +539,7 @@ pub fn check(documents: &[Document], options: Options) -> Report {
             report.problems.push(Problem {
                 file: document.source.clone(),
                 document: document.index,
+                item: document.item,
                 kind: kind.to_string(),
                 name: name.to_string(),
                 field: error.field.clone(),
@@ -347,7 +598,7 @@ pub fn check(documents: &[Document], options: Options) -> Report {
     check_channels_together(&channels, &phones, options, &mut report);
     report
         .problems
-        .sort_by_key(|p| (p.file.clone(), p.document));
+        .sort_by_key(|p| (p.file.clone(), p.document, p.item));
     report
 }
 
@@ -405,18 +656,22 @@ fn check_channels_together(
             })
         {
             message = format!(
-                "{}: {} {} is also claimed by DeploymentChannel {:?} ({}:{})",
+                "{}: {} {} is also claimed by DeploymentChannel {:?} ({})",
                 ready.reason,
                 channel.object.spec.deployment_type,
                 channel.object.spec.channel_identifier,
                 holder.name,
-                other.document.source,
-                other.document.index
+                position(
+                    &other.document.source,
+                    other.document.index,
+                    other.document.item
+                )
             );
         }
         report.problems.push(Problem {
             file: channel.document.source.clone(),
             document: channel.document.index,
+            item: channel.document.item,
             kind: "DeploymentChannel".into(),
             name,
             field: field.into(),

@@ -93,6 +93,7 @@ impl AdmissionChecker {
             return found.unknown;
         }
         let mut errors = object_name_errors(object);
+        errors.extend(metadata_errors(object));
         errors.append(&mut found.errors);
         errors.sort();
         if errors.iter().any(FieldError::blocks_cel) {
@@ -175,6 +176,153 @@ fn object_name_errors(object: &Value) -> Vec<FieldError> {
         ));
     }
     errors
+}
+
+/// The API server's checks of the rest of `metadata` (ObjectMeta
+/// validation): the namespace, label keys and values, annotation keys and
+/// the annotations' total size.
+fn metadata_errors(object: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let Some(metadata) = object.get("metadata").filter(|m| !m.is_null()) else {
+        return errors;
+    };
+    let Some(metadata) = metadata.as_object() else {
+        errors.push(FieldError::type_invalid("metadata", "object", metadata));
+        return errors;
+    };
+    if let Some(namespace) = metadata.get("namespace").filter(|n| !n.is_null()) {
+        match namespace.as_str() {
+            None => errors.push(FieldError::type_invalid(
+                "metadata.namespace",
+                "string",
+                namespace,
+            )),
+            Some("") => {}
+            Some(text) => {
+                if !dns_label_regex().is_match(text) {
+                    errors.push(FieldError::invalid(
+                        "metadata.namespace",
+                        Some(namespace),
+                        r"a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                    ));
+                }
+                if text.len() > 63 {
+                    errors.push(FieldError::invalid(
+                        "metadata.namespace",
+                        Some(namespace),
+                        "must be no more than 63 characters",
+                    ));
+                }
+            }
+        }
+    }
+    for (field, is_labels) in [("labels", true), ("annotations", false)] {
+        let path = format!("metadata.{field}");
+        let Some(map) = metadata.get(field).filter(|m| !m.is_null()) else {
+            continue;
+        };
+        let Some(map) = map.as_object() else {
+            errors.push(FieldError::type_invalid(&path, "object", map));
+            continue;
+        };
+        let mut total = 0usize;
+        for (key, value) in map {
+            let key_value = Value::from(key.as_str());
+            for problem in qualified_name_problems(key) {
+                errors.push(FieldError::invalid(&path, Some(&key_value), &problem));
+            }
+            let Some(text) = value.as_str() else {
+                if !value.is_null() {
+                    errors.push(FieldError::type_invalid(
+                        &format!("{path}.{key}"),
+                        "string",
+                        value,
+                    ));
+                }
+                continue;
+            };
+            total += key.len() + text.len();
+            if is_labels {
+                if text.len() > 63 {
+                    errors.push(FieldError::invalid(
+                        &path,
+                        Some(value),
+                        "must be no more than 63 characters",
+                    ));
+                }
+                if !label_value_regex().is_match(text) {
+                    errors.push(FieldError::invalid(
+                        &path,
+                        Some(value),
+                        r"a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+                    ));
+                }
+            }
+        }
+        const TOTAL_ANNOTATION_BYTES: usize = 256 * 1024;
+        if !is_labels && total > TOTAL_ANNOTATION_BYTES {
+            errors.push(FieldError::too_long(&path, TOTAL_ANNOTATION_BYTES as u64));
+        }
+    }
+    errors
+}
+
+/// Why `key` is not a qualified name (`[prefix/]name`): what the API server
+/// says about label and annotation keys.
+fn qualified_name_problems(key: &str) -> Vec<String> {
+    const NAME_FORMAT: &str = r"name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+    let mut problems = Vec::new();
+    let parts: Vec<&str> = key.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                problems.push("prefix part must be non-empty".to_string());
+            } else {
+                if prefix.len() > 253 {
+                    problems.push("prefix part must be no more than 253 characters".to_string());
+                }
+                if !object_name_regex().is_match(prefix) {
+                    problems.push(r"prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".to_string());
+                }
+            }
+            *name
+        }
+        _ => {
+            problems.push(format!("a qualified name {NAME_FORMAT} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
+            return problems;
+        }
+    };
+    if name.is_empty() {
+        problems.push("name part must be non-empty".to_string());
+    } else {
+        if name.len() > 63 {
+            problems.push("name part must be no more than 63 characters".to_string());
+        }
+        if !qualified_name_regex().is_match(name) {
+            problems.push(NAME_FORMAT.to_string());
+        }
+    }
+    problems
+}
+
+fn dns_label_regex() -> &'static regex::Regex {
+    static LABEL: OnceLock<regex::Regex> = OnceLock::new();
+    LABEL.get_or_init(|| regex::Regex::new("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("valid"))
+}
+
+fn qualified_name_regex() -> &'static regex::Regex {
+    static NAME: OnceLock<regex::Regex> = OnceLock::new();
+    NAME.get_or_init(|| {
+        regex::Regex::new("^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").expect("valid")
+    })
+}
+
+fn label_value_regex() -> &'static regex::Regex {
+    static VALUE: OnceLock<regex::Regex> = OnceLock::new();
+    VALUE.get_or_init(|| {
+        regex::Regex::new("^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$").expect("valid")
+    })
 }
 
 fn object_name_regex() -> &'static regex::Regex {

@@ -135,6 +135,12 @@ pub async fn run_with(
             Duration::from_secs(lease_grace(duration)),
         ))
     });
+    // /metrics token reviews have a client (and connections) of their own,
+    // so that a flood of them cannot delay the Lease renewals.
+    let review_client = kube::client::ClientBuilder::try_from(config.clone())
+        .context("cannot build a Kubernetes client")?
+        .with_layer(&ApiMetricsLayer(metrics.clone()))
+        .build();
     let client = kube::client::ClientBuilder::try_from(config)
         .context("cannot build a Kubernetes client")?
         .with_layer(&ApiMetricsLayer(metrics.clone()))
@@ -156,7 +162,7 @@ pub async fn run_with(
     let servers = start_servers(
         &args,
         &identity,
-        client.clone(),
+        review_client,
         metrics.clone(),
         readiness.clone(),
         &shutdown,

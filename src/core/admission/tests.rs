@@ -555,3 +555,54 @@ fn refusals_are_worded_exactly_as_the_api_server_words_them() {
         assert_eq!(found, expected, "{}", refusal.case);
     }
 }
+
+#[test]
+fn metadata_is_checked_as_the_api_server_checks_it() {
+    let channel = |metadata: serde_json::Value| {
+        serde_json::json!({
+            "apiVersion": "interactions.dev/v1alpha1",
+            "kind": "DeploymentChannel",
+            "metadata": metadata,
+            "spec": {"deploymentType": "WEB", "channelIdentifier": "https://example.com"}
+        })
+    };
+    let checker = AdmissionChecker::deployment_channel();
+    let fields = |m| {
+        checker
+            .check(&channel(m), None)
+            .into_iter()
+            .filter(|e| e.field.starts_with("metadata"))
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        fields(serde_json::json!({"name": "ok", "labels": {"app.kubernetes.io/name": "x"}})),
+        Vec::<String>::new()
+    );
+    let big = "x".repeat(300 * 1024);
+    let found = fields(serde_json::json!({"name": "ok", "annotations": {"a": big}}));
+    assert_eq!(
+        found,
+        vec!["metadata.annotations: Too long: may not be more than 262144 bytes"]
+    );
+    let found = fields(serde_json::json!({"name": "ok", "labels": {"bad key!": "v v"}}));
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].starts_with("metadata.labels: Invalid value: \"bad key!\": name part must consist"), "{found:#?}");
+    let found = fields(serde_json::json!({"name": "ok", "namespace": "Not_A_Label"}));
+    assert!(found[0].starts_with("metadata.namespace: Invalid value: \"Not_A_Label\""), "{found:#?}");
+}
+
+#[test]
+fn set_duplicates_are_found_in_linear_time() {
+    let checker = AdmissionChecker::phone_configuration();
+    let capabilities: Vec<String> = (0..120_000).map(|i| format!("c{i}")).collect();
+    let object = serde_json::json!({
+        "apiVersion": "interactions.dev/v1alpha1",
+        "kind": "PhoneConfiguration",
+        "metadata": {"name": "p"},
+        "spec": {"phoneNumber": "+12125551234", "provider": "x", "capabilities": capabilities}
+    });
+    let started = std::time::Instant::now();
+    let _ = checker.check(&object, None);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+}

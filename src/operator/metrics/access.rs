@@ -32,8 +32,23 @@ pub const METRICS_VERB: &str = "get";
 
 /// How long a decision is reused.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
-/// How many tokens' decisions are kept at most.
+/// How many allowed tokens' decisions are kept at most.
 pub const CACHE_CAPACITY: usize = 256;
+/// How many refusals (invalid tokens, identities that may not read) are
+/// kept, apart from the allowed decisions: a flood of junk tokens evicts
+/// only other refusals, never Prometheus' allowed decision.
+pub const REFUSAL_CACHE_CAPACITY: usize = 64;
+/// A longer bearer token is refused without a review (a service account
+/// token is about 1 KiB; an OIDC token a few).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Reviews in flight at once; more wait for a turn.
+pub const MAX_CONCURRENT_REVIEWS: usize = 4;
+/// A review (waiting for its turn included) that takes longer fails.
+pub const REVIEW_TIMEOUT: Duration = Duration::from_secs(5);
+/// An allowed decision older than the TTL is still used, for this long,
+/// when a new review cannot be made (the API server is slow, down, or the
+/// reviews are all taken by a flood): a scrape does not fail for it.
+pub const STALE_ALLOWED_GRACE: Duration = Duration::from_secs(300);
 
 /// What the API server said about a token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,8 +149,13 @@ impl DecisionCache {
 
     /// The decision about `token` made less than the TTL before `now`.
     pub fn get(&self, token: &str, now: Instant) -> Option<Access> {
+        self.get_within(token, now, self.ttl)
+    }
+
+    /// The decision about `token` made less than `age` before `now`.
+    fn get_within(&self, token: &str, now: Instant, age: Duration) -> Option<Access> {
         let (access, at) = self.entries.get(&Self::key(token))?;
-        (now.saturating_duration_since(*at) < self.ttl).then(|| access.clone())
+        (now.saturating_duration_since(*at) < age).then(|| access.clone())
     }
 
     /// Remembers a decision; when full, expired entries go first, then the oldest.
@@ -171,33 +191,103 @@ pub fn bearer_token(header: Option<&str>) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Guards `/metrics`: reviews each token through the cache.
+/// Why a token could not be reviewed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// The API server could not be asked or did not answer.
+    #[error("{0}")]
+    Api(Arc<kube::Error>),
+    /// Every review slot stayed busy, or the review took too long.
+    #[error("the review did not finish within {0:?}")]
+    Busy(Duration),
+}
+
+type SharedReview =
+    futures::future::Shared<Pin<Box<dyn Future<Output = Result<Access, ReviewError>> + Send>>>;
+
+/// Guards `/metrics`: reviews each token through the caches, at most
+/// [`MAX_CONCURRENT_REVIEWS`] at once, each within [`REVIEW_TIMEOUT`], one
+/// review per token however many requests carry it (single flight).
 pub struct MetricsAuth {
-    reviewer: Box<dyn Reviewer>,
-    cache: Mutex<DecisionCache>,
+    reviewer: Arc<dyn Reviewer>,
+    /// Allowed decisions (kept up to [`STALE_ALLOWED_GRACE`] for outages).
+    allowed: Mutex<DecisionCache>,
+    /// Refusals, in their own small cache.
+    refused: Mutex<DecisionCache>,
+    slots: Arc<tokio::sync::Semaphore>,
+    in_flight: Mutex<HashMap<[u8; 32], SharedReview>>,
 }
 
 impl MetricsAuth {
     pub fn new(reviewer: impl Reviewer + 'static) -> Self {
         Self {
-            reviewer: Box::new(reviewer),
-            cache: Mutex::new(DecisionCache::new(CACHE_TTL, CACHE_CAPACITY)),
+            reviewer: Arc::new(reviewer),
+            allowed: Mutex::new(DecisionCache::new(
+                STALE_ALLOWED_GRACE.max(CACHE_TTL),
+                CACHE_CAPACITY,
+            )),
+            refused: Mutex::new(DecisionCache::new(CACHE_TTL, REFUSAL_CACHE_CAPACITY)),
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REVIEWS)),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
-    fn cache(&self) -> MutexGuard<'_, DecisionCache> {
-        self.cache.lock()
+    fn allowed(&self) -> MutexGuard<'_, DecisionCache> {
+        self.allowed.lock()
     }
 
-    /// The decision about `token`, from the cache or the API server.
-    pub async fn access(&self, token: &str) -> Result<Access, kube::Error> {
+    fn refused(&self) -> MutexGuard<'_, DecisionCache> {
+        self.refused.lock()
+    }
+
+    /// The decision about `token`, from the caches or the API server.
+    pub async fn access(&self, token: &str) -> Result<Access, ReviewError> {
         let now = tokio::time::Instant::now().into_std();
-        if let Some(access) = self.cache().get(token, now) {
+        if let Some(access) = self.allowed().get_within(token, now, CACHE_TTL) {
             return Ok(access);
         }
-        let access = self.reviewer.review(token).await?;
-        self.cache().insert(token, access.clone(), now);
-        Ok(access)
+        if let Some(access) = self.refused().get(token, now) {
+            return Ok(access);
+        }
+        let key = DecisionCache::key(token);
+        let review = {
+            let mut in_flight = self.in_flight.lock();
+            in_flight
+                .entry(key)
+                .or_insert_with(|| {
+                    let reviewer = self.reviewer.clone();
+                    let slots = self.slots.clone();
+                    let token = token.to_string();
+                    let review: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
+                        let reviewed = tokio::time::timeout(REVIEW_TIMEOUT, async {
+                            let _slot = slots.acquire().await.expect("never closed");
+                            reviewer.review(&token).await
+                        })
+                        .await;
+                        match reviewed {
+                            Ok(Ok(access)) => Ok(access),
+                            Ok(Err(e)) => Err(ReviewError::Api(Arc::new(e))),
+                            Err(_) => Err(ReviewError::Busy(REVIEW_TIMEOUT)),
+                        }
+                    });
+                    futures::FutureExt::shared(review)
+                })
+                .clone()
+        };
+        let result = review.await;
+        self.in_flight.lock().remove(&key);
+        match &result {
+            Ok(Access::Allowed) => self.allowed().insert(token, Access::Allowed, now),
+            Ok(refusal) => self.refused().insert(token, refusal.clone(), now),
+            Err(_) => {
+                // An allowed decision a little older than the TTL still
+                // stands when no review can be made now.
+                if let Some(access) = self.allowed().get(token, now) {
+                    return Ok(access);
+                }
+            }
+        }
+        result
     }
 }
 
@@ -215,6 +305,10 @@ pub async fn require_access(
     let Some(token) = bearer_token(header) else {
         return unauthorized("a bearer token is required");
     };
+    if token.len() > MAX_TOKEN_BYTES {
+        // Refused before any review: no API call for an oversized token.
+        return unauthorized("the token is too long");
+    }
     match auth.access(token).await {
         Ok(Access::Allowed) => next.run(request).await,
         Ok(Access::Unauthenticated) => unauthorized("the token is not valid"),
@@ -223,6 +317,18 @@ pub async fn require_access(
             format!("{user} may not {METRICS_VERB} {METRICS_PATH}\n"),
         )
             .into_response(),
+        Err(ReviewError::Busy(after)) => {
+            warn!(
+                ?after,
+                "cannot review a /metrics token now: every review is busy or slow"
+            );
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                "cannot review the token now; try again later\n",
+            )
+                .into_response()
+        }
         Err(error) => {
             warn!(%error, "cannot review a /metrics token with the API server");
             (
@@ -468,5 +574,86 @@ mod tests {
         tokio::time::advance(CACHE_TTL).await;
         assert_eq!(scrape(&router, Some("reader")).await.0, StatusCode::OK);
         assert_eq!(reviews.load(Ordering::SeqCst), asked + 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_junk_tokens_cannot_evict_an_allowed_decision() {
+        let reviews = Arc::new(AtomicUsize::new(0));
+        let auth = Arc::new(MetricsAuth::new(TableReviewer(reviews.clone())));
+        let router = metrics_router(Arc::new(Metrics::default()), Some(auth));
+        assert_eq!(scrape(&router, Some("reader")).await.0, StatusCode::OK);
+        for i in 0..(CACHE_CAPACITY * 4) {
+            scrape(&router, Some(&format!("junk-{i}"))).await;
+        }
+        let before = reviews.load(Ordering::SeqCst);
+        assert_eq!(scrape(&router, Some("reader")).await.0, StatusCode::OK);
+        assert_eq!(reviews.load(Ordering::SeqCst), before, "reviewed again");
+        // An oversized token costs no review.
+        let huge = "x".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(scrape(&router, Some(&huge)).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(reviews.load(Ordering::SeqCst), before);
+    }
+
+    /// A reviewer that takes a second, and counts reviews in flight.
+    struct SlowReviewer {
+        reviews: Arc<AtomicUsize>,
+        in_flight: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+    }
+
+    impl Reviewer for SlowReviewer {
+        fn review<'a>(
+            &'a self,
+            _token: &'a str,
+        ) -> Pin<Box<dyn Future<Output = Result<Access, kube::Error>> + Send + 'a>> {
+            self.reviews.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                /// Counts down even when the review is dropped (timed out).
+                struct InFlight<'a>(&'a AtomicUsize);
+                impl Drop for InFlight<'_> {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                let _guard = InFlight(&self.in_flight);
+                self.most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(Access::Unauthenticated)
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reviews_are_single_flight_bounded_and_timed_out() {
+        let reviews = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let auth = Arc::new(MetricsAuth::new(SlowReviewer {
+            reviews: reviews.clone(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            most: most.clone(),
+        }));
+        // One token asked 20 times at once: one review.
+        let same = (0..20).map(|_| {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.access("same").await })
+        });
+        for answer in futures::future::join_all(same).await {
+            assert_eq!(answer.unwrap().unwrap(), Access::Unauthenticated);
+        }
+        assert_eq!(reviews.load(Ordering::SeqCst), 1);
+        // 40 different tokens at once: at most MAX_CONCURRENT_REVIEWS in
+        // flight; those that wait too long fail as busy.
+        let many = (0..40).map(|i| {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.access(&format!("t{i}")).await })
+        });
+        let answers = futures::future::join_all(many).await;
+        assert!(most.load(Ordering::SeqCst) <= MAX_CONCURRENT_REVIEWS, "{most:?} {reviews:?}");
+        assert!(
+            answers
+                .iter()
+                .any(|a| matches!(a.as_ref().unwrap(), Err(ReviewError::Busy(_))))
+        );
     }
 }
