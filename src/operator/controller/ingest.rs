@@ -124,7 +124,8 @@ pub fn cached_form<K: Resource>(object: &mut K) {
     }
 }
 
-/// A failed watch or list: logged and counted; the watcher retries it with backoff.
+/// A failed watch or list: logged and counted; the watch retries it with
+/// backoff ([`super::watch::resuming`]).
 fn watch_failed(metrics: &Metrics, kind: &'static str, error: &watcher::Error) {
     metrics
         .watch_restarts
@@ -136,8 +137,11 @@ fn watch_failed(metrics: &Metrics, kind: &'static str, error: &watcher::Error) {
 /// Where reconcile requests for other objects go.
 pub struct Triggers {
     pub channels: UnboundedSender<ObjectKey>,
-    /// PhoneConfigurations whose status to write once channel changes settle.
+    /// PhoneConfigurations whose status to write once changes of the
+    /// references to them settle.
     pub phone_configurations: UnboundedSender<Request<ObjectKey>>,
+    /// PhoneConfigurations to reconcile at once.
+    pub phone_configurations_now: UnboundedSender<ObjectKey>,
 }
 
 /// Everything kept per DeploymentChannel: the index, then the cache (after
@@ -198,7 +202,6 @@ pub(super) async fn channels(
     let cache = tables.cache.clone();
     let metrics = ctx.metrics.clone();
     watch
-        .default_backoff()
         .for_each(move |event| {
             let event = match event {
                 Ok(event) => event,
@@ -238,7 +241,12 @@ pub(super) async fn channels(
             for key in affected.channels {
                 let _ = triggers.channels.unbounded_send(key);
             }
-            if let watcher::Event::Apply(_) | watcher::Event::Delete(_) = &event {
+            // Only a change of references moves the batch: churn that leaves
+            // them alone (annotations, this replica's status writes) does not
+            // hold back a PhoneConfiguration's status.
+            if let watcher::Event::Apply(_) | watcher::Event::Delete(_) = &event
+                && !affected.phone_configurations.is_empty()
+            {
                 let _ = triggers
                     .phone_configurations
                     .unbounded_send(Request::Activity);
@@ -294,17 +302,9 @@ impl Table<PhoneConfiguration> for PhoneTables {
     }
 }
 
-/// Whether a PhoneConfiguration's status describes an older spec (or none).
-fn status_lags(pc: &PhoneConfiguration) -> bool {
-    pc.status
-        .as_ref()
-        .is_none_or(|s| s.observed_generation != pc.metadata.generation)
-}
-
 /// PhoneConfigurations: tables, cache, then triggers: the channels that
 /// reference one that was created, deleted or given a new spec, and its own
-/// status (through the batch). A status-only change, such as its own
-/// `boundChannels` write, triggers nothing.
+/// reconcile, at once, for any change but this replica's own status write.
 pub(super) async fn phone_configurations(
     watch: impl Stream<Item = watcher::Result<watcher::Event<PhoneConfiguration>>> + Send,
     writer: Writer<PhoneConfiguration>,
@@ -318,7 +318,6 @@ pub(super) async fn phone_configurations(
     let cache = writer.as_reader();
     let mut feed = TableFeed::default();
     watch
-        .default_backoff()
         .modify(cached_form)
         .reflect(writer)
         .for_each(move |event| {
@@ -331,14 +330,18 @@ pub(super) async fn phone_configurations(
             };
             ctx.metrics.watch_events.get_or_create(&labels).inc();
             // The cache now shows this version: a status write it shows or
-            // replaced needs no record any more.
+            // replaced needs no record any more. Any other change (its spec,
+            // someone else's edit of its status) is reconciled at once.
+            let mut now = BTreeSet::new();
             if let watcher::Event::Apply(pc) = &event
                 && let Some(key) = ObjectKey::of(pc)
             {
                 let version = pc.metadata.resource_version.as_deref();
-                ctx.phone_status.cached(&key, version.unwrap_or_default());
+                if !ctx.phone_status.cached(&key, version.unwrap_or_default()) {
+                    now.insert(key);
+                }
             }
-            let mut changed = feed.on(&event, &mut tables);
+            let changed = feed.on(&event, &mut tables);
             ctx.metrics
                 .cached_objects
                 .get_or_create(&labels)
@@ -357,26 +360,20 @@ pub(super) async fn phone_configurations(
                     }
                 }
             }
-            match &event {
-                watcher::Event::InitDone => {
-                    ctx.readiness.phone_configurations_listed();
-                    changed.extend(
-                        cache
-                            .state()
-                            .iter()
-                            .filter(|pc| status_lags(pc))
-                            .filter_map(|pc| ObjectKey::of(pc.as_ref())),
-                    );
-                }
-                watcher::Event::Apply(pc) if status_lags(pc) => {
-                    changed.extend(ObjectKey::of(pc));
-                }
-                _ => {}
+            // After a list every one: what changed while the watch was
+            // down is not known.
+            if let watcher::Event::InitDone = &event {
+                ctx.readiness.phone_configurations_listed();
+                now.extend(
+                    cache
+                        .state()
+                        .iter()
+                        .filter_map(|pc| ObjectKey::of(pc.as_ref())),
+                );
             }
-            for key in changed {
-                let _ = triggers
-                    .phone_configurations
-                    .unbounded_send(Request::Batch(key));
+            now.extend(changed);
+            for key in now {
+                let _ = triggers.phone_configurations_now.unbounded_send(key);
             }
             future::ready(())
         })
