@@ -48,7 +48,8 @@ pub(super) fn watch_backoff(failures: u32, jitter: f64) -> Duration {
         .min(BACKOFF_CAP)
 }
 
-/// Why the next list starts: what went wrong last.
+/// Why the next list starts: what went wrong last, while a list was due
+/// or under way (`listing`) or while watching.
 fn cause(error: &watcher::Error, listing: bool) -> &'static str {
     match error {
         watcher::Error::WatchError(status) if status.code == 410 => "expired",
@@ -65,7 +66,8 @@ struct State<K> {
     config: watcher::Config,
     /// Failures since the last list or event that came through.
     failures: u32,
-    /// A list has started and not completed.
+    /// A list is due or under way: the watch has no complete list to
+    /// resume from (a failure now is a failure to list).
     listing: bool,
     /// Why the next list starts (`initial` before the first).
     next_list: &'static str,
@@ -89,7 +91,7 @@ where
         watch: None,
         config,
         failures: 0,
-        listing: false,
+        listing: true,
         next_list: "initial",
         wait: None,
     };
@@ -111,6 +113,9 @@ where
                 };
                 match &event {
                     Ok(watcher::Event::Init) => {
+                        // A list that failed before it started (a refused
+                        // streaming list sends no `Init`) is counted by the
+                        // one that follows it.
                         metrics
                             .relists
                             .get_or_create(&RelistLabels {
@@ -121,7 +126,6 @@ where
                         if state.next_list != "initial" {
                             info!(kind = kind.as_str(), cause = state.next_list, "relisting");
                         }
-                        state.listing = true;
                     }
                     Ok(watcher::Event::InitApply(_)) => {}
                     Ok(watcher::Event::InitDone) => {
@@ -148,6 +152,8 @@ where
                     }
                     Err(error) => {
                         state.next_list = cause(error, state.listing);
+                        // After `410 Gone` the watcher lists again.
+                        state.listing |= state.next_list == "expired";
                         state.failures = state.failures.saturating_add(1);
                         state.wait = Some(watch_backoff(state.failures, fastrand::f64()));
                     }
@@ -403,6 +409,48 @@ mod tests {
         resumed.abort();
         assert_eq!(relists(&metrics, "initial"), 1);
         assert_eq!(relists(&metrics, "watch_failed"), 0);
+    }
+
+    /// `410 Gone`: the API server no longer holds the watch's
+    /// resourceVersion, so the watch lists again, counted as `expired`.
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_resource_version_relists() {
+        let (mut watch, mut handle, metrics) = paged_watch();
+        let list = json!({"kind": "ConfigMapList", "apiVersion": "v1",
+            "metadata": {"resourceVersion": "7"}, "items": []});
+        let server = tokio::spawn(async move {
+            let (_, send) = handle.next_request().await.expect("a list");
+            respond(send, 200, list.clone());
+            let (request, send) = handle.next_request().await.expect("a watch");
+            assert!(request.uri().to_string().contains("resourceVersion=7"));
+            let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+                "metadata": {}, "status": "Failure", "reason": "Expired", "code": 410,
+                "message": "too old resource version: 7 (9)"}});
+            send.send_response(
+                Response::builder()
+                    .status(200)
+                    .body(Body::from(format!("{gone}\n").into_bytes()))
+                    .unwrap(),
+            );
+            let (request, send) = handle.next_request().await.expect("a list again");
+            assert!(!request.uri().to_string().contains("watch=true"));
+            respond(send, 200, list);
+            handle
+        });
+        assert!(matches!(watch.next().await, Some(Ok(watcher::Event::Init))));
+        assert!(matches!(
+            watch.next().await,
+            Some(Ok(watcher::Event::InitDone))
+        ));
+        assert!(matches!(watch.next().await, Some(Err(_))));
+        assert!(matches!(watch.next().await, Some(Ok(watcher::Event::Init))));
+        assert!(matches!(
+            watch.next().await,
+            Some(Ok(watcher::Event::InitDone))
+        ));
+        let _handle = server.await.unwrap();
+        assert_eq!(relists(&metrics, "initial"), 1);
+        assert_eq!(relists(&metrics, "expired"), 1);
     }
 
     /// A list refused again and again (403) is retried after waits that
