@@ -16,6 +16,7 @@ pub fn scenarios() -> Vec<Scenario> {
     scenarios![
         edited_phone_configuration_gets_its_status_under_channel_churn,
         foreign_status_edits_are_put_right,
+        a_status_write_computed_for_a_re_created_object_is_refused,
     ]
 }
 
@@ -120,4 +121,38 @@ async fn foreign_status_edits_are_put_right(ctx: Ctx) {
         .unwrap();
     ctx.wait_ready("support", "True", "Ready").await;
     operator.stop().await;
+}
+
+/// The precondition the operator's status writes carry: an apply to the
+/// status of a channel re-created under the same name, holding to the
+/// resourceVersion the status was computed from, is refused (409) as the
+/// operator expects, and the new object keeps its status. (The status
+/// subresource ignores a uid in the body: the resourceVersion is what holds.)
+async fn a_status_write_computed_for_a_re_created_object_is_refused(ctx: Ctx) {
+    ctx.must_apply(&calls("support", "+12125551234", "line"))
+        .await;
+    let old = ctx.channels().get("support").await.unwrap();
+    ctx.channels()
+        .delete("support", &Default::default())
+        .await
+        .unwrap();
+    ctx.must_apply(&calls("support", "+12125551234", "line"))
+        .await;
+    let patch = json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "DeploymentChannel",
+        "metadata": {"resourceVersion": old.metadata.resource_version},
+        "status": {"observedGeneration": 7}});
+    let refused = ctx
+        .channels()
+        .patch_status(
+            "support",
+            &PatchParams::apply("deploymentchannel-operator").force(),
+            &Patch::Apply(&patch),
+        )
+        .await;
+    match refused {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 409, "{status:?}"),
+        other => panic!("the write was not refused: {other:?}"),
+    }
+    let status = ctx.channels().get_status("support").await.unwrap().status;
+    assert!(status.is_none_or(|s| s.observed_generation != Some(7)));
 }

@@ -173,6 +173,7 @@ async fn resolved_channel_gets_exactly_one_status_patch() {
         json!({
             "apiVersion": "interactions.dev/v1alpha1",
             "kind": "DeploymentChannel",
+            "metadata": {"resourceVersion": "41"},
             "status": {
                 "observedGeneration": 2,
                 "conditions": [
@@ -627,6 +628,38 @@ async fn a_version_after_our_write_is_reconciled() {
     assert!(!ctx.channel_status.cached(&key, "43"));
     assert_eq!(ctx.records(), (0, 0));
     assert!(!ctx.channel_status.cached(&key, "42"));
+}
+
+/// The channel was deleted and re-created under the same name (or changed
+/// by someone else) since its status was computed: the write holds to the
+/// version it was computed from, the API server refuses it, and nothing is
+/// written or retried (the new version's event brings a reconcile).
+#[tokio::test]
+async fn a_status_write_never_lands_on_a_re_created_object() {
+    let writer = StatusWriter::<DeploymentChannel, DeploymentChannelStatus>::default();
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let api: Api<DeploymentChannel> = Api::namespaced(Client::new(service, NS), NS);
+    let key = ObjectKey::new(NS, "support");
+    let answer = async {
+        let (request, send) = handle.next_request().await.expect("a status apply");
+        assert_eq!(
+            body_json(request).await["metadata"],
+            json!({"resourceVersion": "41"})
+        );
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409,
+            "reason": "Conflict",
+            "message": "Operation cannot be fulfilled on deploymentchannels.interactions.dev \"support\": the object has been modified; please apply your changes to the latest version and try again"});
+        send.send_response(
+            Response::builder()
+                .status(409)
+                .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                .unwrap(),
+        );
+    };
+    let desired = DeploymentChannelStatus::default();
+    let (written, ()) = futures::join!(writer.write(&api, &key, "41", None, &desired), answer);
+    assert_eq!(written.unwrap(), Written::Gone);
+    assert_eq!(writer.len(), 0);
 }
 
 /// Writes `status` to channel "support" through `writer`, computed while
