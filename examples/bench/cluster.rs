@@ -25,7 +25,7 @@ pub struct ControlPlane {
     /// The API server's version, as it reports it (`v1.36.2`).
     pub server_version: String,
     /// The local control plane, when one was started: stopped when dropped.
-    _local: Option<LocalCluster>,
+    local: Option<LocalCluster>,
 }
 
 impl ControlPlane {
@@ -48,7 +48,7 @@ impl ControlPlane {
         let mut control_plane = Self {
             kubeconfig,
             server_version: String::new(),
-            _local: local,
+            local,
         };
         control_plane.server_version = control_plane.block_on(async {
             let client = control_plane.client().await;
@@ -64,6 +64,11 @@ impl ControlPlane {
         Ok(Some(control_plane))
     }
 
+    /// The local control plane, when one was started here.
+    pub fn local(&mut self) -> Option<&mut LocalCluster> {
+        self.local.as_mut()
+    }
+
     /// A new client (each runtime needs its own).
     pub async fn client(&self) -> Client {
         let config = config_from(&self.kubeconfig)
@@ -74,6 +79,11 @@ impl ControlPlane {
 
     /// Runs a future on a fresh runtime.
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        Self::run(f)
+    }
+
+    /// Runs a future on a fresh runtime (one that may borrow the control plane mutably).
+    pub fn run<F: std::future::Future>(f: F) -> F::Output {
         runtime().block_on(f)
     }
 

@@ -45,7 +45,7 @@ use crate::{
     operator::channel_cache::ChannelCache,
     operator::metrics::TableLabels,
     operator::metrics::{ErrorLabels, KindLabels, Metrics, ReconcileLabels},
-    operator::replica_readiness::{ReplicaReadiness, WatchedCache},
+    operator::replica_readiness::ReplicaReadiness,
 };
 use coalesce::Request;
 use status_writer::StatusWriter;
@@ -440,51 +440,46 @@ pub async fn run(
 
     // Each watch: resumed after a failure, relisted only when it must
     // ([`watch::resuming`]), each object decoded on its own (an unreadable
-    // one is reported, not a failure of the watch), and the cache marked
-    // stale from the start of a relist until it completes.
+    // one is reported, not a failure of the watch). Once listed, a cache
+    // stays whole: a relist updates it in place, and changes that come late
+    // are not lost.
     // Streaming lists where the API server offers them, else pages of 500.
     let watch_config = watcher::Config::default().page_size(500).streaming_lists();
     let (channel_notices, channel_notices_rx) = mpsc::unbounded();
     let (phone_notices, phone_notices_rx) = mpsc::unbounded();
-    let channel_watch = readiness.track(
-        WatchedCache::Channels,
-        unreadable::decoded(
-            watch::resuming(
-                scoped::<Stored<DeploymentChannel>>(&client, namespace),
-                watch_config.clone(),
-                Kind::DeploymentChannel,
-                ctx.metrics.clone(),
-            ),
-            ctx.unreadable_channels.clone(),
-            {
-                let cache = channel_cache.clone();
-                move || cache.keys()
-            },
-            channel_notices.clone(),
+    let channel_watch = unreadable::decoded(
+        watch::resuming(
+            scoped::<Stored<DeploymentChannel>>(&client, namespace),
+            watch_config.clone(),
+            Kind::DeploymentChannel,
+            ctx.metrics.clone(),
         ),
+        ctx.unreadable_channels.clone(),
+        {
+            let cache = channel_cache.clone();
+            move || cache.keys()
+        },
+        channel_notices.clone(),
     );
-    let phone_watch = readiness.track(
-        WatchedCache::PhoneConfigurations,
-        unreadable::decoded(
-            watch::resuming(
-                scoped::<Stored<PhoneConfiguration>>(&client, namespace),
-                watch_config,
-                Kind::PhoneConfiguration,
-                ctx.metrics.clone(),
-            ),
-            ctx.unreadable_phone_configurations.clone(),
-            {
-                let cache = phone_reader.clone();
-                move || {
-                    cache
-                        .state()
-                        .iter()
-                        .filter_map(|pc| ObjectKey::of(pc.as_ref()))
-                        .collect()
-                }
-            },
-            phone_notices.clone(),
+    let phone_watch = unreadable::decoded(
+        watch::resuming(
+            scoped::<Stored<PhoneConfiguration>>(&client, namespace),
+            watch_config,
+            Kind::PhoneConfiguration,
+            ctx.metrics.clone(),
         ),
+        ctx.unreadable_phone_configurations.clone(),
+        {
+            let cache = phone_reader.clone();
+            move || {
+                cache
+                    .state()
+                    .iter()
+                    .filter_map(|pc| ObjectKey::of(pc.as_ref()))
+                    .collect()
+            }
+        },
+        phone_notices.clone(),
     );
     let channel_ingest = ingest::channels(
         channel_watch,

@@ -201,6 +201,7 @@ pub(super) async fn channels(
     let mut feed = TableFeed::default();
     let cache = tables.cache.clone();
     let metrics = ctx.metrics.clone();
+    let mut relisted = Relisted::default();
     watch
         .for_each(move |event| {
             let event = match event {
@@ -211,6 +212,12 @@ pub(super) async fn channels(
                 }
             };
             metrics.watch_events.get_or_create(&labels).inc();
+            if let watcher::Event::InitApply(channel) = &event
+                && let Some(key) = ObjectKey::of(channel)
+            {
+                let cached = cache.get(&key);
+                relisted.listed(key, cached.as_ref().map(|c| &*c.resource_version), channel);
+            }
             let affected = feed.on(&event, &mut tables);
             tables.tally.export(&metrics);
             metrics
@@ -218,8 +225,8 @@ pub(super) async fn channels(
                 .get_or_create(&labels)
                 .set(cache.len() as i64);
             // The changed channel itself (unless the change is only this
-            // replica's own status write), or every channel once a list is
-            // complete.
+            // replica's own status write), or once a list is complete those
+            // it found new or changed.
             match &event {
                 watcher::Event::Apply(channel) => {
                     if let Some(key) = ObjectKey::of(channel) {
@@ -231,7 +238,7 @@ pub(super) async fn channels(
                 }
                 watcher::Event::InitDone => {
                     ctx.readiness.channels_listed();
-                    for key in cache.keys() {
+                    for key in relisted.take() {
                         let _ = triggers.channels.unbounded_send(key);
                     }
                 }
@@ -264,6 +271,28 @@ pub(super) async fn channels(
             future::ready(())
         })
         .await;
+}
+
+/// The objects a list found new or changed (another resourceVersion than
+/// the cached one): only they are reconciled when it completes, as a
+/// client-go handler skips an update whose resourceVersion did not change.
+/// Those it did not list are deleted, and what depends on them is
+/// triggered through the tables.
+#[derive(Default)]
+pub(super) struct Relisted(Vec<ObjectKey>);
+
+impl Relisted {
+    /// The list holds `object`; the cache held it at `cached` (a resourceVersion).
+    pub fn listed<K: Resource>(&mut self, key: ObjectKey, cached: Option<&str>, object: &K) {
+        if cached != object.meta().resource_version.as_deref() {
+            self.0.push(key);
+        }
+    }
+
+    /// The objects to reconcile now that the list is complete.
+    pub fn take(&mut self) -> Vec<ObjectKey> {
+        mem::take(&mut self.0)
+    }
 }
 
 /// Everything kept per PhoneConfiguration besides the cache: what channels
@@ -317,8 +346,23 @@ pub(super) async fn phone_configurations(
     };
     let cache = writer.as_reader();
     let mut feed = TableFeed::default();
+    // Noted before the reflector replaces the cached version.
+    let relisted = Arc::new(Mutex::new(Relisted::default()));
+    let noted = relisted.clone();
+    let before = cache.clone();
     watch
         .modify(cached_form)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitApply(pc)) = event
+                && let Some(key) = ObjectKey::of(pc)
+            {
+                let cached = before.get(&ObjectRef::new(&key.name).within(&key.namespace));
+                let version = cached
+                    .as_ref()
+                    .and_then(|c| c.metadata.resource_version.clone());
+                noted.lock().listed(key, version.as_deref(), pc);
+            }
+        })
         .reflect(writer)
         .for_each(move |event| {
             let event = match event {
@@ -360,16 +404,10 @@ pub(super) async fn phone_configurations(
                     }
                 }
             }
-            // After a list every one: what changed while the watch was
-            // down is not known.
+            // After a list, those it found new or changed.
             if let watcher::Event::InitDone = &event {
                 ctx.readiness.phone_configurations_listed();
-                now.extend(
-                    cache
-                        .state()
-                        .iter()
-                        .filter_map(|pc| ObjectKey::of(pc.as_ref())),
-                );
+                now.extend(relisted.lock().take());
             }
             now.extend(changed);
             for key in now {
@@ -515,6 +553,22 @@ mod tests {
         assert_eq!(affected.phone_configurations, BTreeSet::from([key("p")]));
         assert_eq!(table.keys(), vec![key("kept")]);
         assert_eq!(table.0.claim_holder(&key("kept")), None);
+    }
+
+    #[test]
+    fn a_relist_reconciles_only_what_it_finds_new_or_changed() {
+        let mut relisted = Relisted::default();
+        let at = |name: &str, version: &str| {
+            let mut channel = calls(name, 1, "+12125551234", "p");
+            channel.metadata.resource_version = Some(version.into());
+            channel
+        };
+        let (same, changed, new) = (at("same", "5"), at("changed", "9"), at("new", "3"));
+        relisted.listed(key("same"), Some("5"), &same);
+        relisted.listed(key("changed"), Some("6"), &changed);
+        relisted.listed(key("new"), None, &new);
+        assert_eq!(relisted.take(), [key("changed"), key("new")]);
+        assert!(relisted.take().is_empty(), "once");
     }
 
     #[test]
