@@ -12,5 +12,6 @@ pub(crate) mod lifecycle;
 pub mod metrics;
 pub(crate) mod preflight;
 pub mod replica_readiness;
+pub mod request_timeout;
 pub(crate) mod servers;
 pub(crate) mod tls;

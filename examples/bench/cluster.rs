@@ -60,6 +60,11 @@ impl ControlPlane {
         describe(&self.client().await, &self.server_version, etcd).await
     }
 
+    /// The local control plane, when one was started here.
+    pub fn local(&mut self) -> Option<&mut LocalCluster> {
+        self.local.as_mut()
+    }
+
     /// A new client (each runtime needs its own).
     pub async fn client(&self) -> Client {
         let config = config_from(&self.kubeconfig)
@@ -70,6 +75,11 @@ impl ControlPlane {
 
     /// Runs a future on a fresh runtime.
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        Self::run(f)
+    }
+
+    /// Runs a future on a fresh runtime (one that may borrow the control plane mutably).
+    pub fn run<F: std::future::Future>(f: F) -> F::Output {
         runtime().block_on(f)
     }
 

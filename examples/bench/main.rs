@@ -21,6 +21,12 @@
 //! every per-object table is back at the live count; it prints the tables'
 //! sizes and the operator's RSS per round.
 //!
+//! `-- --faults [N...]` (`make bench FAULTS=1`): steady-state faults
+//! instead. N channels converged, then the API server restarted, the
+//! operator's connections cut, and its lists refused for 20 s; it prints
+//! the LIST requests, reconciles, status writes, relists and `/readyz`
+//! failures each cost.
+//!
 //! Floor: the same objects created by a plain client at the same
 //! concurrency, each channel's status then written once by that client,
 //! observed the same way (a watch until every channel has its status).
@@ -28,6 +34,7 @@
 mod churn;
 mod cluster;
 mod converge;
+mod faults;
 mod measure;
 mod operator;
 mod workload;
@@ -49,6 +56,9 @@ struct Args {
     /// Churn instead: create and delete the workload this many times.
     #[arg(long, value_name = "ROUNDS", value_parser = clap::value_parser!(u64).range(1..))]
     churn: Option<u64>,
+    /// Steady-state faults instead: restart, cut watches, refused lists.
+    #[arg(long, conflicts_with = "churn")]
+    faults: bool,
     /// How long the converged operator is watched for writes, in seconds.
     #[arg(long, env = "BENCH_IDLE_SECONDS", default_value_t = 60)]
     idle_seconds: u64,
@@ -62,6 +72,16 @@ fn main() {
     let idle = Duration::from_secs(args.idle_seconds);
     let mut results = Vec::new();
     for n in args.sizes {
+        if args.faults {
+            match on_fresh_control_plane(async |env| faults::run(env, n).await) {
+                Ok(costs) => faults::print(n, &costs),
+                Err(e) => {
+                    eprintln!("bench: faults N={n}: {e}");
+                    std::process::exit(1);
+                }
+            }
+            continue;
+        }
         if let Some(rounds) = args.churn {
             let rounds = on_fresh_control_plane(async |env| {
                 println!("bench: churn N={n} on {}", env.describe().await);
@@ -105,9 +125,9 @@ fn main() {
 /// stops that control plane afterwards; exits when there is none to use.
 /// With `USE_EXISTING_CLUSTER=true` every phase runs on the same cluster.
 fn on_fresh_control_plane<T>(
-    phase: impl AsyncFnOnce(&ControlPlane) -> Result<T, String>,
+    phase: impl AsyncFnOnce(&mut ControlPlane) -> Result<T, String>,
 ) -> Result<T, String> {
-    let env = match ControlPlane::start() {
+    let mut env = match ControlPlane::start() {
         Ok(Some(env)) => env,
         Ok(None) => {
             println!("{SKIP_REASON}");
@@ -118,9 +138,9 @@ fn on_fresh_control_plane<T>(
             std::process::exit(1);
         }
     };
-    let result = env.block_on(async {
+    let result = ControlPlane::run(async {
         env.install_crds().await?;
-        phase(&env).await
+        phase(&mut env).await
     });
     // Stop the control plane before anyone exits: `exit` runs no destructors.
     drop(env);

@@ -22,6 +22,15 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(env: &ControlPlane, ns: &str) -> Result<Self, String> {
+        Self::start_with(env, ns, &env.kubeconfig)
+    }
+
+    /// As [`Operator::start`], reaching the API server through `kubeconfig`.
+    pub fn start_with(
+        _env: &ControlPlane,
+        ns: &str,
+        kubeconfig: &std::path::Path,
+    ) -> Result<Self, String> {
         let free_address = || {
             std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -50,7 +59,7 @@ impl Operator {
                 "warn",
             ])
             .args(["--concurrency", &CONCURRENCY.to_string()])
-            .env("KUBECONFIG", &env.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start the operator: {e}"))?;

@@ -45,14 +45,14 @@ use crate::{
     operator::channel_cache::ChannelCache,
     operator::metrics::TableLabels,
     operator::metrics::{ErrorLabels, KindLabels, Metrics, ReconcileLabels},
-    operator::replica_readiness::{ReplicaReadiness, WatchedCache},
+    operator::replica_readiness::ReplicaReadiness,
 };
 use coalesce::Request;
 use status_writer::StatusWriter;
 use unreadable::UnreadableRegistry;
 
-/// A PhoneConfiguration's status (its `boundChannels` above all) is written
-/// once channels and PhoneConfigurations have stopped changing for this long,
+/// After channels start or stop referencing a PhoneConfiguration, its
+/// `boundChannels` is written once such changes have stopped for this long,
 /// or [`Settings::bound_channels_refresh`] after the first change of a burst.
 const PHONE_CONFIGURATION_QUIET: Duration = Duration::from_secs(1);
 
@@ -83,6 +83,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("object has no {0}")]
     MissingMetadata(&'static str),
+    #[error("reconcile took longer than {0:?}")]
+    Timeout(Duration),
 }
 
 impl Error {
@@ -98,6 +100,7 @@ impl Error {
             }
             Error::Kube(_) => "ClientError".into(),
             Error::MissingMetadata(_) => "MissingMetadata".into(),
+            Error::Timeout(_) => "Timeout".into(),
         }
     }
 }
@@ -274,20 +277,31 @@ impl Context {
         )
     }
 
-    /// Exponential backoff per object ([`backoff_delay`]).
+    /// Exponential backoff per object ([`backoff_delay`]), jittered.
     fn backoff(&self, key: ObjectKey) -> Duration {
         let mut failures = self.failures.lock();
         let count = failures.entry(key).or_insert(0);
         *count = count.saturating_add(1);
-        backoff_delay(*count)
+        backoff_delay(*count, fastrand::f64())
     }
 }
 
+/// Longest one reconcile may take, API requests included: one stuck on a
+/// connection that no longer answers fails and is retried instead of
+/// holding its slot.
+pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest wait before retrying a failed reconcile.
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
 /// How long to wait after the `failures`-th failure in a row (from 1):
-/// 250 ms, 500 ms, 1 s … capped at 5 minutes.
-fn backoff_delay(failures: u32) -> Duration {
-    (Duration::from_millis(250) * (1u32 << failures.saturating_sub(1).min(11)))
-        .min(Duration::from_secs(300))
+/// 250 ms, 500 ms, 1 s … capped at 5 minutes, then scaled by a factor
+/// between ½ and 1 (`jitter` from 0 to 1) so that objects that failed
+/// together are not retried together.
+fn backoff_delay(failures: u32, jitter: f64) -> Duration {
+    let base = (Duration::from_millis(250) * (1u32 << failures.saturating_sub(1).min(11)))
+        .min(BACKOFF_CAP);
+    base.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 /// The current time truncated to whole seconds.
@@ -305,7 +319,10 @@ async fn measured(
     reconcile: impl Future<Output = Result<status_writer::Written, Error>>,
 ) -> Option<Duration> {
     let started = std::time::Instant::now();
-    let result = reconcile.await;
+    let result = match tokio::time::timeout(RECONCILE_TIMEOUT, reconcile).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Timeout(RECONCILE_TIMEOUT)),
+    };
     ctx.metrics
         .reconcile_duration
         .get_or_create(&KindLabels { kind })
@@ -352,6 +369,10 @@ fn retry_after(
         return None;
     }
     let delay = ctx.backoff(key.clone());
+    ctx.metrics
+        .retries
+        .get_or_create(&KindLabels { kind })
+        .inc();
     warn!(object = %key, kind, error = %error, retry_in = ?delay, "reconcile failed");
     Some(delay)
 }
@@ -399,10 +420,12 @@ pub async fn run(
         settings.instance.clone(),
     ));
 
-    // Channels to reconcile because another object changed, and
-    // PhoneConfigurations whose status to write once channel changes settle.
+    // Channels to reconcile because another object changed,
+    // PhoneConfigurations whose status to write once changes of the
+    // references to them settle, and those to reconcile at once.
     let (channel_trigger, channel_triggers) = mpsc::unbounded::<ObjectKey>();
     let (phone_trigger, phone_requests) = mpsc::unbounded::<Request<ObjectKey>>();
+    let (phone_now, phone_now_keys) = mpsc::unbounded::<ObjectKey>();
     let (settled, settled_keys) = mpsc::unbounded::<ObjectKey>();
     let coalescing = coalesce::forward(
         phone_requests,
@@ -412,50 +435,51 @@ pub async fn run(
     let triggers = || ingest::Triggers {
         channels: channel_trigger.clone(),
         phone_configurations: phone_trigger.clone(),
+        phone_configurations_now: phone_now.clone(),
     };
 
-    // Each watch: relisted after any failure, each object decoded on its own
-    // (an unreadable one is reported, not a failure of the watch), and the
-    // cache marked stale from a failure until the relist completes.
+    // Each watch: resumed after a failure, relisted only when it must
+    // ([`watch::resuming`]), each object decoded on its own (an unreadable
+    // one is reported, not a failure of the watch). Once listed, a cache
+    // stays whole: a relist updates it in place, and changes that come late
+    // are not lost.
     // Streaming lists where the API server offers them, else pages of 500.
     let watch_config = watcher::Config::default().page_size(500).streaming_lists();
     let (channel_notices, channel_notices_rx) = mpsc::unbounded();
     let (phone_notices, phone_notices_rx) = mpsc::unbounded();
-    let channel_watch = readiness.track(
-        WatchedCache::Channels,
-        unreadable::decoded(
-            watch::relisting(
-                scoped::<Stored<DeploymentChannel>>(&client, namespace),
-                watch_config.clone(),
-            ),
-            ctx.unreadable_channels.clone(),
-            {
-                let cache = channel_cache.clone();
-                move || cache.keys()
-            },
-            channel_notices.clone(),
+    let channel_watch = unreadable::decoded(
+        watch::resuming(
+            scoped::<Stored<DeploymentChannel>>(&client, namespace),
+            watch_config.clone(),
+            Kind::DeploymentChannel,
+            ctx.metrics.clone(),
         ),
+        ctx.unreadable_channels.clone(),
+        {
+            let cache = channel_cache.clone();
+            move || cache.keys()
+        },
+        channel_notices.clone(),
     );
-    let phone_watch = readiness.track(
-        WatchedCache::PhoneConfigurations,
-        unreadable::decoded(
-            watch::relisting(
-                scoped::<Stored<PhoneConfiguration>>(&client, namespace),
-                watch_config,
-            ),
-            ctx.unreadable_phone_configurations.clone(),
-            {
-                let cache = phone_reader.clone();
-                move || {
-                    cache
-                        .state()
-                        .iter()
-                        .filter_map(|pc| ObjectKey::of(pc.as_ref()))
-                        .collect()
-                }
-            },
-            phone_notices.clone(),
+    let phone_watch = unreadable::decoded(
+        watch::resuming(
+            scoped::<Stored<PhoneConfiguration>>(&client, namespace),
+            watch_config,
+            Kind::PhoneConfiguration,
+            ctx.metrics.clone(),
         ),
+        ctx.unreadable_phone_configurations.clone(),
+        {
+            let cache = phone_reader.clone();
+            move || {
+                cache
+                    .state()
+                    .iter()
+                    .filter_map(|pc| ObjectKey::of(pc.as_ref()))
+                    .collect()
+            }
+        },
+        phone_notices.clone(),
     );
     let channel_ingest = ingest::channels(
         channel_watch,
@@ -486,6 +510,14 @@ pub async fn run(
         }
     };
     let concurrency = usize::from(settings.concurrency);
+    let pending_retries = |kind: Kind| {
+        ctx.metrics
+            .pending_retries
+            .get_or_create(&KindLabels {
+                kind: kind.as_str(),
+            })
+            .clone()
+    };
     // Every change reaches a reconcile through the ingest's triggers; a
     // channel deleted before its turn is not reconciled.
     let channel_controller = {
@@ -500,15 +532,17 @@ pub async fn run(
                     reconcile_channel(channel, ctx).await
                 }
             },
+            pending_retries(Kind::DeploymentChannel),
             stopped(),
         )
     };
-    // A PhoneConfiguration is reconciled only through the batch: its own
-    // status writes come back as watch events and need no reconcile.
+    // A PhoneConfiguration is reconciled at once when it changes (its spec,
+    // someone else's edit of its status), and through the batch when the
+    // references to it change; its own status writes need no reconcile.
     let phone_controller = {
         let ctx = ctx.clone();
         scheduler::run(
-            settled_keys,
+            futures::stream::select(settled_keys, phone_now_keys),
             concurrency,
             move |key| {
                 let ctx = ctx.clone();
@@ -519,6 +553,7 @@ pub async fn run(
                     reconcile_phone_configuration(phone, ctx).await
                 }
             },
+            pending_retries(Kind::PhoneConfiguration),
             stopped(),
         )
     };

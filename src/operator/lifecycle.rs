@@ -20,6 +20,7 @@ use crate::{
     operator::metrics::access::{KubeReviewer, MetricsAuth},
     operator::metrics::api_requests::ApiMetricsLayer,
     operator::replica_readiness::ReplicaReadiness,
+    operator::request_timeout::RequestTimeoutLayer,
     operator::servers,
     operator::tls,
 };
@@ -143,6 +144,7 @@ pub async fn run_with(
         .build();
     let client = kube::client::ClientBuilder::try_from(config)
         .context("cannot build a Kubernetes client")?
+        .with_layer(&RequestTimeoutLayer::default())
         .with_layer(&ApiMetricsLayer(metrics.clone()))
         .with_layer(&FenceLayer {
             fence: fence.clone(),

@@ -66,6 +66,17 @@ pub struct EventLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a relist: a watch that starts over with a full list.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RelistLabels {
+    pub kind: &'static str,
+    /// `initial` (the first list), `expired` (`410 Gone`: the watch's
+    /// resourceVersion is no longer held), `list_failed` (the previous list
+    /// failed), `streaming_fallback` (streaming lists refused: paged lists
+    /// from now on) or `watch_failed` (the watch could not be resumed).
+    pub cause: &'static str,
+}
+
 /// Labels of a table the operator keeps per object.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableLabels {
@@ -87,6 +98,9 @@ pub struct Metrics {
     pub caches_synced: Gauge<i64, AtomicI64>,
     pub watch_events: Family<KindLabels, Counter<u64, AtomicU64>>,
     pub watch_restarts: Family<KindLabels, Counter>,
+    pub relists: Family<RelistLabels, Counter>,
+    pub retries: Family<KindLabels, Counter>,
+    pub pending_retries: Family<KindLabels, Gauge>,
     pub api_requests: Family<ApiRequestLabels, Counter>,
     pub unreadable_objects: Family<KindLabels, Gauge>,
     pub table_entries: Family<TableLabels, Gauge>,
@@ -179,6 +193,30 @@ impl Default for Metrics {
             "Watches that failed and were restarted with backoff, by kind",
             &watch_restarts,
         );
+        let relists = Family::default();
+        register(
+            &mut registry,
+            &mut series,
+            "relists",
+            "Full lists a watch started, by kind and cause",
+            &relists,
+        );
+        let retries = Family::default();
+        register(
+            &mut registry,
+            &mut series,
+            "reconcile_retries",
+            "Retries scheduled after a failed reconcile, by kind (one pending per object)",
+            &retries,
+        );
+        let pending_retries = Family::default();
+        register(
+            &mut registry,
+            &mut series,
+            "pending_retries",
+            "Objects waiting for a retry after a failed reconcile, by kind",
+            &pending_retries,
+        );
         let api_requests = Family::default();
         register(
             &mut registry,
@@ -224,6 +262,9 @@ impl Default for Metrics {
             caches_synced,
             watch_events,
             watch_restarts,
+            relists,
+            retries,
+            pending_retries,
             api_requests,
             unreadable_objects,
             table_entries,

@@ -1,24 +1,14 @@
-//! Whether this replica is ready: its caches hold a full list of both kinds,
-//! or, with leader election, it is standing by for the Lease. The ingest path
+//! Whether this replica is ready: its caches hold a full list of both kinds
+//! (once listed they stay whole: a watch resumes or relists in place, and
+//! changes that come late are not lost), or, with leader election, it is
+//! standing by for the Lease. The ingest path
 //! marks the caches, leader election marks the role, and `/readyz` and the
 //! reconciles read the same value.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
-};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{Stream, StreamExt};
-use kube::runtime::watcher;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
-
-/// The caches.
-#[derive(Clone, Copy, Debug)]
-pub enum WatchedCache {
-    Channels,
-    PhoneConfigurations,
-}
 
 /// The readiness of one replica, shared by the controllers and the HTTP server.
 #[derive(Debug)]
@@ -55,33 +45,6 @@ impl ReplicaReadiness {
     pub fn phone_configurations_listed(&self) {
         self.phone_configurations.send_replace(true);
         self.export();
-    }
-
-    /// A watch failed: its cache may have missed changes until it relists.
-    pub fn stale(&self, cache: WatchedCache) {
-        match cache {
-            WatchedCache::Channels => self.channels.send_replace(false),
-            WatchedCache::PhoneConfigurations => self.phone_configurations.send_replace(false),
-        };
-        self.export();
-    }
-
-    /// Passes a watch on, marking `cache` stale at each failure (the ingest
-    /// marks it listed again once the relist is in the cache).
-    pub fn track<S, K>(
-        self: &Arc<Self>,
-        cache: WatchedCache,
-        events: S,
-    ) -> impl Stream<Item = S::Item> + Send + use<S, K>
-    where
-        S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send,
-    {
-        let readiness = self.clone();
-        events.inspect(move |event| {
-            if event.is_err() {
-                readiness.stale(cache);
-            }
-        })
     }
 
     /// The caches are gone (the controllers stopped) or are being rebuilt.
@@ -173,29 +136,6 @@ mod tests {
         readiness.set_standing_by(true);
         assert!(!readiness.is_ready());
         readiness.set_requirements_met(true);
-        assert!(readiness.is_ready());
-    }
-
-    #[tokio::test]
-    async fn a_failed_watch_makes_its_cache_stale_until_listed_again() {
-        let gauge = Gauge::default();
-        let readiness = Arc::new(ReplicaReadiness::new(gauge.clone()));
-        readiness.set_requirements_met(true);
-        readiness.channels_listed();
-        readiness.phone_configurations_listed();
-        let events: Vec<watcher::Result<watcher::Event<()>>> = vec![
-            Ok(watcher::Event::Apply(())),
-            Err(watcher::Error::NoResourceVersion),
-            Ok(watcher::Event::Init),
-        ];
-        let seen: Vec<bool> = readiness
-            .track(WatchedCache::Channels, futures::stream::iter(events))
-            .map(|_| readiness.is_ready())
-            .collect()
-            .await;
-        assert_eq!(seen, [true, false, false]);
-        assert_eq!(gauge.get(), 0);
-        readiness.channels_listed();
         assert!(readiness.is_ready());
     }
 

@@ -35,7 +35,9 @@ use crate::{
 pub fn scenarios() -> Vec<Scenario> {
     scenarios![
         unreadable_objects_are_reported_and_never_stop_the_others,
-        api_server_outage_relists_and_writes_nothing_unchanged,
+        api_server_restart_resumes_watches_and_reconciles_nothing_unchanged,
+        cut_connections_resume_watches_and_reconcile_nothing_unchanged,
+        a_refused_list_is_retried_with_backoff,
         operator_started_before_the_crds_waits_and_recovers,
         operator_missing_a_verb_names_it_and_recovers,
         two_replicas_without_identity_elect_one_leader,
@@ -433,80 +435,220 @@ async fn a_managed_fields_reset_leaves_no_stale_condition(ctx: Ctx) {
     operator.stop().await;
 }
 
-async fn api_server_outage_relists_and_writes_nothing_unchanged(ctx: Ctx) {
+/// The API server restarted on the same etcd: the watches resume, or
+/// relist when the fresh watch cache no longer serves their version (`410
+/// Gone`); either way nothing unchanged is reconciled or written, and
+/// `/readyz` stays 200 throughout.
+async fn api_server_restart_resumes_watches_and_reconciles_nothing_unchanged(ctx: Ctx) {
+    resumes_after(ctx, true, |cluster| {
+        Box::pin(async move {
+            cluster.stop_apiserver();
+            cluster.start_apiserver().await.unwrap();
+        })
+    })
+    .await;
+}
+
+/// The operator's TCP connections to the API server reset (`ss -K`), the
+/// server itself untouched: the watches resume as after a restart.
+async fn cut_connections_resume_watches_and_reconcile_nothing_unchanged(ctx: Ctx) {
+    resumes_after(ctx, false, |cluster| {
+        Box::pin(async move {
+            let config = cluster.config().await.unwrap();
+            let port = config.cluster_url.port_u16().expect("a port");
+            let cut = std::process::Command::new("ss")
+                .args(["-K", "dst", "127.0.0.1", "dport", "=", &format!(":{port}")])
+                .output()
+                .expect("ss runs");
+            assert!(cut.status.success(), "{cut:?}");
+        })
+    })
+    .await;
+}
+
+/// 20 channels converged, then `disturb` breaks the operator's watches:
+/// they resume (or, when `relist_allowed`, relist after `410 Gone`), only a
+/// channel created afterwards is reconciled and written, and `/readyz`
+/// answers 200 all along.
+async fn resumes_after(
+    ctx: Ctx,
+    relist_allowed: bool,
+    disturb: impl FnOnce(
+        &mut LocalCluster,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>,
+) {
     let Some(mut private) = Private::start(&ctx, true).await else {
         return;
     };
     let pctx = private.ctx.clone();
     let replica = private.replica(&[]);
     replica.wait_ok(&pctx, "/readyz").await;
-    for i in 0..3 {
+    let count = 20;
+    for i in 0..count {
         pctx.must_apply(&web(
             &format!("site-{i}"),
             &format!("https://site-{i}.example.com"),
         ))
         .await;
     }
-    for i in 0..3 {
+    for i in 0..count {
         pctx.wait_ready(&format!("site-{i}"), "True", "Ready").await;
     }
-    let written = replica
-        .metric(
-            "deploymentchannel_operator_reconciles_total",
-            "result=\"written\"",
-        )
-        .await;
-    assert_eq!(written, 3.0);
-
-    private.cluster.stop_apiserver();
-    // While the API server is gone, the caches are not whole.
+    let reconciles = "deploymentchannel_operator_reconciles_total";
+    let channel = "kind=\"DeploymentChannel\"";
     pctx.eventually(
-        "/readyz to fail while the API server is gone",
-        Duration::from_secs(30),
+        "every channel written once",
+        Duration::from_secs(10),
         || async {
-            replica
-                .get("/readyz")
-                .await
-                .filter(|(code, _)| *code == 503)
+            (replica.metric(reconciles, "result=\"written\"").await == count as f64).then_some(())
         },
     )
     .await;
-    let down_since = tokio::time::Instant::now();
-    while down_since.elapsed() < Duration::from_secs(12) {
-        let (code, _) = replica.get("/readyz").await.expect("the operator answers");
-        assert_eq!(code, 503, "ready while the API server is gone");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    private.cluster.start_apiserver().await.unwrap();
+    let before = replica.metric(reconciles, channel).await;
+    let restarts = "deploymentchannel_operator_watch_restarts_total";
+    let restarts_before = replica.metric(restarts, "").await;
 
-    replica.wait_ok(&pctx, "/readyz").await;
+    // /readyz, polled all through the disturbance and the recovery.
+    let probing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = {
+        let probing = probing.clone();
+        let address = replica.probe_address;
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while probing.load(std::sync::atomic::Ordering::Relaxed) {
+                answers.push(
+                    crate::harness::http_get(address, "/readyz")
+                        .await
+                        .map(|(code, _)| code),
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            answers
+        })
+    };
+    disturb(&mut private.cluster).await;
+    pctx.eventually(
+        "both watches to notice the disturbance",
+        Duration::from_secs(60),
+        || async { (replica.metric(restarts, "").await >= restarts_before + 2.0).then_some(()) },
+    )
+    .await;
+    pctx.must_apply(&web("after", "https://after.example.com"))
+        .await;
+    pctx.wait_ready("after", "True", "Ready").await;
+    probing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let answers = probe.await.unwrap();
+    assert!(
+        answers.iter().all(|a| *a == Some(200)),
+        "/readyz answered {answers:?}; relists {}:\n{}",
+        replica
+            .metric("deploymentchannel_operator_relists_total", "")
+            .await,
+        replica.logs()
+    );
     let mut replica = replica;
     assert!(
         replica.child.try_wait().unwrap().is_none(),
         "the operator exited:\n{}",
         replica.logs()
     );
-    assert!(
-        replica
-            .metric("deploymentchannel_operator_watch_restarts_total", "")
-            .await
-            >= 1.0
-    );
-    pctx.must_apply(&web("after-outage", "https://after.example.com"))
-        .await;
-    pctx.wait_ready("after-outage", "True", "Ready").await;
-    // The relist wrote nothing for the unchanged channels: one write, the new one.
+    // A connection reset resumes; a restarted API server may answer `410
+    // Gone` for a version older than its fresh watch cache: a relist, then,
+    // but one that reconciles nothing unchanged.
+    let relists = "deploymentchannel_operator_relists_total";
     assert_eq!(
-        replica
-            .metric(
-                "deploymentchannel_operator_reconciles_total",
-                "result=\"written\""
-            )
-            .await,
-        4.0,
+        replica.metric(relists, "cause=\"initial\"").await,
+        2.0,
         "{}",
         replica.logs()
     );
+    let others = replica.metric(relists, "").await - 2.0;
+    assert!(
+        others == 0.0
+            || (relist_allowed && others == replica.metric(relists, "cause=\"expired\"").await),
+        "{others} relists after the first lists:\n{}",
+        replica.logs()
+    );
+    // Only the new channel was reconciled, and written once.
+    let after = replica.metric(reconciles, channel).await;
+    assert!(
+        after - before <= 2.0,
+        "{before} reconciles before, {after} after:\n{}",
+        replica.logs()
+    );
+    assert_eq!(
+        replica.metric(reconciles, "result=\"written\"").await,
+        count as f64 + 1.0,
+        "{}",
+        replica.logs()
+    );
+}
+
+/// Lets the ServiceAccount `account` do what the operator does, with
+/// `channel_verbs` on channels (a Role and its binding, applied).
+async fn grant(ctx: &Ctx, account: &str, channel_verbs: &[&str]) {
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+      "metadata": {"name": account, "namespace": ctx.ns},
+      "rules": [
+        {"apiGroups": ["interactions.dev"], "resources": ["deploymentchannels"], "verbs": channel_verbs},
+        {"apiGroups": ["interactions.dev"], "resources": ["phoneconfigurations"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["interactions.dev"], "resources": ["deploymentchannels/status", "phoneconfigurations/status"], "verbs": ["patch"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]});
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": account, "namespace": ctx.ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ctx.ns}]});
+    let apply = PatchParams::apply("e2e").force();
+    Api::<Role>::namespaced(ctx.client.clone(), &ctx.ns)
+        .patch(account, &apply, &Patch::Apply(role))
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(ctx.client.clone(), &ctx.ns)
+        .patch(account, &apply, &Patch::Apply(binding))
+        .await
+        .unwrap();
+}
+
+/// Lists of channels refused (403) for 12 s are retried with growing
+/// waits (800 ms doubling, jittered), not every second; once granted the
+/// operator lists and converges.
+async fn a_refused_list_is_retried_with_backoff(ctx: Ctx) {
+    let account = "refused-list";
+    grant(&ctx, account, &["get"]).await;
+    let user = format!("system:serviceaccount:{}:{account}", ctx.ns);
+    ctx.must_apply(&web("site", "https://site.example.com"))
+        .await;
+    let mut config = ctx.env.config().await;
+    config.auth_info.impersonate = Some(user);
+    let operator = Operator::start_with_config(&ctx, config).await;
+    let refused = || {
+        crate::harness::api_requests(&operator.metrics.render())
+            .into_iter()
+            .filter(|((_, resource, code), _)| resource == "deploymentchannels" && code == "403")
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    ctx.eventually("a refused list", Duration::from_secs(30), || async {
+        (refused() >= 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    // At 0, 0.8–1.2, 2.4–3.6, 5.6–8.4 and 12–18 s: at most 5 attempts
+    // (a retry every second would make 13).
+    let attempts = refused();
+    assert!(
+        (3..=5).contains(&attempts),
+        "{attempts} refused lists in 12 s"
+    );
+    grant(&ctx, account, &["get", "list", "watch"]).await;
+    ctx.wait_ready("site", "True", "Ready").await;
+    let relists = crate::harness::metric_value(
+        &operator.metrics.render(),
+        "deploymentchannel_operator_relists_total",
+        "cause=\"list_failed\"",
+    );
+    assert!(relists >= 1.0, "{relists} lists after a failed one");
+    operator.stop().await;
 }
 
 async fn operator_started_before_the_crds_waits_and_recovers(ctx: Ctx) {
@@ -543,30 +685,7 @@ async fn operator_started_before_the_crds_waits_and_recovers(ctx: Ctx) {
 
 async fn operator_missing_a_verb_names_it_and_recovers(ctx: Ctx) {
     let account = "short-of-a-verb";
-    let role = |verbs: &[&str]| {
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-          "metadata": {"name": account, "namespace": ctx.ns},
-          "rules": [
-            {"apiGroups": ["interactions.dev"], "resources": ["deploymentchannels"], "verbs": verbs},
-            {"apiGroups": ["interactions.dev"], "resources": ["phoneconfigurations"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["interactions.dev"], "resources": ["deploymentchannels/status", "phoneconfigurations/status"], "verbs": ["patch"]},
-            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]})
-    };
-    let roles: Api<Role> = Api::namespaced(ctx.client.clone(), &ctx.ns);
-    let apply = PatchParams::apply("e2e").force();
-    roles
-        .patch(account, &apply, &Patch::Apply(role(&["get", "list"])))
-        .await
-        .unwrap();
-    let bindings: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &ctx.ns);
-    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": account, "namespace": ctx.ns},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
-        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ctx.ns}]});
-    bindings
-        .patch(account, &apply, &Patch::Apply(binding))
-        .await
-        .unwrap();
+    grant(&ctx, account, &["get", "list"]).await;
     let token = service_account_token(&ctx.client, &ctx.ns, account)
         .await
         .unwrap();
@@ -586,14 +705,7 @@ async fn operator_missing_a_verb_names_it_and_recovers(ctx: Ctx) {
     .await;
     assert_eq!(replica.get("/readyz").await.unwrap().0, 503);
     assert!(replica.child.try_wait().unwrap().is_none(), "it exited");
-    roles
-        .patch(
-            account,
-            &apply,
-            &Patch::Apply(role(&["get", "list", "watch"])),
-        )
-        .await
-        .unwrap();
+    grant(&ctx, account, &["get", "list", "watch"]).await;
     replica.wait_ok(&ctx, "/readyz").await;
     ctx.must_apply(&web("site", "https://site.example.com"))
         .await;

@@ -9,6 +9,7 @@ mod harness;
 mod install;
 mod metrics_access;
 mod reconcile;
+mod recovery;
 mod runtime;
 mod status_cmd;
 mod support;
@@ -48,6 +49,7 @@ fn main() {
     let scenarios: Vec<Scenario> = [
         admission::scenarios(),
         reconcile::scenarios(),
+        recovery::scenarios(),
         runtime::scenarios(),
         validate::scenarios(),
         install::scenarios(),

@@ -182,11 +182,13 @@ impl Operator {
         use deploymentchannel_operator::{
             operator::controller::{self, Settings},
             operator::metrics::api_requests::ApiMetricsLayer,
+            operator::request_timeout::RequestTimeoutLayer,
         };
         let metrics = Arc::new(deploymentchannel_operator::operator::metrics::Metrics::default());
         let requests = crate::counting::RequestCounts(metrics.clone());
         let client = kube::client::ClientBuilder::try_from(config)
             .expect("client")
+            .with_layer(&RequestTimeoutLayer::default())
             .with_layer(&ApiMetricsLayer(metrics.clone()))
             .build();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -124,7 +124,8 @@ pub fn cached_form<K: Resource>(object: &mut K) {
     }
 }
 
-/// A failed watch or list: logged and counted; the watcher retries it with backoff.
+/// A failed watch or list: logged and counted; the watch retries it with
+/// backoff ([`super::watch::resuming`]).
 fn watch_failed(metrics: &Metrics, kind: &'static str, error: &watcher::Error) {
     metrics
         .watch_restarts
@@ -136,8 +137,11 @@ fn watch_failed(metrics: &Metrics, kind: &'static str, error: &watcher::Error) {
 /// Where reconcile requests for other objects go.
 pub struct Triggers {
     pub channels: UnboundedSender<ObjectKey>,
-    /// PhoneConfigurations whose status to write once channel changes settle.
+    /// PhoneConfigurations whose status to write once changes of the
+    /// references to them settle.
     pub phone_configurations: UnboundedSender<Request<ObjectKey>>,
+    /// PhoneConfigurations to reconcile at once.
+    pub phone_configurations_now: UnboundedSender<ObjectKey>,
 }
 
 /// Everything kept per DeploymentChannel: the index, then the cache (after
@@ -197,8 +201,8 @@ pub(super) async fn channels(
     let mut feed = TableFeed::default();
     let cache = tables.cache.clone();
     let metrics = ctx.metrics.clone();
+    let mut relisted = Relisted::default();
     watch
-        .default_backoff()
         .for_each(move |event| {
             let event = match event {
                 Ok(event) => event,
@@ -208,6 +212,12 @@ pub(super) async fn channels(
                 }
             };
             metrics.watch_events.get_or_create(&labels).inc();
+            if let watcher::Event::InitApply(channel) = &event
+                && let Some(key) = ObjectKey::of(channel)
+            {
+                let cached = cache.get(&key);
+                relisted.listed(key, cached.as_ref().map(|c| &*c.resource_version), channel);
+            }
             let affected = feed.on(&event, &mut tables);
             tables.tally.export(&metrics);
             metrics
@@ -215,8 +225,8 @@ pub(super) async fn channels(
                 .get_or_create(&labels)
                 .set(cache.len() as i64);
             // The changed channel itself (unless the change is only this
-            // replica's own status write), or every channel once a list is
-            // complete.
+            // replica's own status write), or once a list is complete those
+            // it found new or changed.
             match &event {
                 watcher::Event::Apply(channel) => {
                     if let Some(key) = ObjectKey::of(channel) {
@@ -228,7 +238,7 @@ pub(super) async fn channels(
                 }
                 watcher::Event::InitDone => {
                     ctx.readiness.channels_listed();
-                    for key in cache.keys() {
+                    for key in relisted.take() {
                         let _ = triggers.channels.unbounded_send(key);
                     }
                 }
@@ -238,7 +248,12 @@ pub(super) async fn channels(
             for key in affected.channels {
                 let _ = triggers.channels.unbounded_send(key);
             }
-            if let watcher::Event::Apply(_) | watcher::Event::Delete(_) = &event {
+            // Only a change of references moves the batch: churn that leaves
+            // them alone (annotations, this replica's status writes) does not
+            // hold back a PhoneConfiguration's status.
+            if let watcher::Event::Apply(_) | watcher::Event::Delete(_) = &event
+                && !affected.phone_configurations.is_empty()
+            {
                 let _ = triggers
                     .phone_configurations
                     .unbounded_send(Request::Activity);
@@ -256,6 +271,28 @@ pub(super) async fn channels(
             future::ready(())
         })
         .await;
+}
+
+/// The objects a list found new or changed (another resourceVersion than
+/// the cached one): only they are reconciled when it completes, as a
+/// client-go handler skips an update whose resourceVersion did not change.
+/// Those it did not list are deleted, and what depends on them is
+/// triggered through the tables.
+#[derive(Default)]
+pub(super) struct Relisted(Vec<ObjectKey>);
+
+impl Relisted {
+    /// The list holds `object`; the cache held it at `cached` (a resourceVersion).
+    pub fn listed<K: Resource>(&mut self, key: ObjectKey, cached: Option<&str>, object: &K) {
+        if cached != object.meta().resource_version.as_deref() {
+            self.0.push(key);
+        }
+    }
+
+    /// The objects to reconcile now that the list is complete.
+    pub fn take(&mut self) -> Vec<ObjectKey> {
+        mem::take(&mut self.0)
+    }
 }
 
 /// Everything kept per PhoneConfiguration besides the cache: what channels
@@ -294,17 +331,9 @@ impl Table<PhoneConfiguration> for PhoneTables {
     }
 }
 
-/// Whether a PhoneConfiguration's status describes an older spec (or none).
-fn status_lags(pc: &PhoneConfiguration) -> bool {
-    pc.status
-        .as_ref()
-        .is_none_or(|s| s.observed_generation != pc.metadata.generation)
-}
-
 /// PhoneConfigurations: tables, cache, then triggers: the channels that
 /// reference one that was created, deleted or given a new spec, and its own
-/// status (through the batch). A status-only change, such as its own
-/// `boundChannels` write, triggers nothing.
+/// reconcile, at once, for any change but this replica's own status write.
 pub(super) async fn phone_configurations(
     watch: impl Stream<Item = watcher::Result<watcher::Event<PhoneConfiguration>>> + Send,
     writer: Writer<PhoneConfiguration>,
@@ -317,9 +346,23 @@ pub(super) async fn phone_configurations(
     };
     let cache = writer.as_reader();
     let mut feed = TableFeed::default();
+    // Noted before the reflector replaces the cached version.
+    let relisted = Arc::new(Mutex::new(Relisted::default()));
+    let noted = relisted.clone();
+    let before = cache.clone();
     watch
-        .default_backoff()
         .modify(cached_form)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitApply(pc)) = event
+                && let Some(key) = ObjectKey::of(pc)
+            {
+                let cached = before.get(&ObjectRef::new(&key.name).within(&key.namespace));
+                let version = cached
+                    .as_ref()
+                    .and_then(|c| c.metadata.resource_version.clone());
+                noted.lock().listed(key, version.as_deref(), pc);
+            }
+        })
         .reflect(writer)
         .for_each(move |event| {
             let event = match event {
@@ -331,14 +374,18 @@ pub(super) async fn phone_configurations(
             };
             ctx.metrics.watch_events.get_or_create(&labels).inc();
             // The cache now shows this version: a status write it shows or
-            // replaced needs no record any more.
+            // replaced needs no record any more. Any other change (its spec,
+            // someone else's edit of its status) is reconciled at once.
+            let mut now = BTreeSet::new();
             if let watcher::Event::Apply(pc) = &event
                 && let Some(key) = ObjectKey::of(pc)
             {
                 let version = pc.metadata.resource_version.as_deref();
-                ctx.phone_status.cached(&key, version.unwrap_or_default());
+                if !ctx.phone_status.cached(&key, version.unwrap_or_default()) {
+                    now.insert(key);
+                }
             }
-            let mut changed = feed.on(&event, &mut tables);
+            let changed = feed.on(&event, &mut tables);
             ctx.metrics
                 .cached_objects
                 .get_or_create(&labels)
@@ -357,26 +404,14 @@ pub(super) async fn phone_configurations(
                     }
                 }
             }
-            match &event {
-                watcher::Event::InitDone => {
-                    ctx.readiness.phone_configurations_listed();
-                    changed.extend(
-                        cache
-                            .state()
-                            .iter()
-                            .filter(|pc| status_lags(pc))
-                            .filter_map(|pc| ObjectKey::of(pc.as_ref())),
-                    );
-                }
-                watcher::Event::Apply(pc) if status_lags(pc) => {
-                    changed.extend(ObjectKey::of(pc));
-                }
-                _ => {}
+            // After a list, those it found new or changed.
+            if let watcher::Event::InitDone = &event {
+                ctx.readiness.phone_configurations_listed();
+                now.extend(relisted.lock().take());
             }
-            for key in changed {
-                let _ = triggers
-                    .phone_configurations
-                    .unbounded_send(Request::Batch(key));
+            now.extend(changed);
+            for key in now {
+                let _ = triggers.phone_configurations_now.unbounded_send(key);
             }
             future::ready(())
         })
@@ -518,6 +553,22 @@ mod tests {
         assert_eq!(affected.phone_configurations, BTreeSet::from([key("p")]));
         assert_eq!(table.keys(), vec![key("kept")]);
         assert_eq!(table.0.claim_holder(&key("kept")), None);
+    }
+
+    #[test]
+    fn a_relist_reconciles_only_what_it_finds_new_or_changed() {
+        let mut relisted = Relisted::default();
+        let at = |name: &str, version: &str| {
+            let mut channel = calls(name, 1, "+12125551234", "p");
+            channel.metadata.resource_version = Some(version.into());
+            channel
+        };
+        let (same, changed, new) = (at("same", "5"), at("changed", "9"), at("new", "3"));
+        relisted.listed(key("same"), Some("5"), &same);
+        relisted.listed(key("changed"), Some("6"), &changed);
+        relisted.listed(key("new"), None, &new);
+        assert_eq!(relisted.take(), [key("changed"), key("new")]);
+        assert!(relisted.take().is_empty(), "once");
     }
 
     #[test]

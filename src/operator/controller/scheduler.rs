@@ -1,15 +1,24 @@
 //! Runs the reconciles of one kind: each object at most once at a time,
 //! queued once however often it is triggered, at most `concurrency` at once,
-//! and retried after the delay its failure asks for.
+//! and retried after the delay its failure asks for, with one pending retry
+//! per object: a trigger while it waits runs it now and drops the timer,
+//! so relists and index changes never start a second chain of retries.
 //!
 //! Objects are named by their [`ObjectKey`], whose strings the cache and the
 //! index share, so a queue of every channel (after a relist) costs a few
 //! words per channel.
 
-use std::{collections::VecDeque, future::Future, pin::pin, time::Duration};
+use std::{
+    collections::{BTreeSet, VecDeque},
+    future::Future,
+    pin::pin,
+    time::Duration,
+};
 
-use foldhash::HashSet;
+use foldhash::{HashMap, HashSet};
 use futures::{Stream, StreamExt, stream::FusedStream, stream::FuturesUnordered};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::time::Instant;
 
 use crate::core::index::ObjectKey;
 
@@ -55,14 +64,61 @@ impl Queue {
     }
 }
 
+/// The retries waiting for their time: at most one per object.
+#[derive(Default)]
+struct Retries {
+    due: HashMap<ObjectKey, Instant>,
+    order: BTreeSet<(Instant, ObjectKey)>,
+}
+
+impl Retries {
+    /// Retries `key` at `at`, in place of a retry it already waits for.
+    fn schedule(&mut self, key: ObjectKey, at: Instant) {
+        self.cancel(&key);
+        self.order.insert((at, key.clone()));
+        self.due.insert(key, at);
+    }
+
+    /// Drops the retry `key` waits for, if any.
+    fn cancel(&mut self, key: &ObjectKey) {
+        if let Some(at) = self.due.remove(key) {
+            self.order.remove(&(at, key.clone()));
+        }
+    }
+
+    /// When the next retry is due.
+    fn next(&self) -> Option<Instant> {
+        self.order.first().map(|(at, _)| *at)
+    }
+
+    /// The retries due at `now`, which are no longer waiting.
+    fn take_due(&mut self, now: Instant) -> Vec<ObjectKey> {
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.order.first()
+            && *at <= now
+        {
+            let (_, key) = self.order.pop_first().expect("checked above");
+            self.due.remove(&key);
+            due.push(key);
+        }
+        due
+    }
+
+    fn len(&self) -> usize {
+        self.due.len()
+    }
+}
+
 /// Reconciles every key `triggers` sends with `reconcile`, which answers
-/// how long to wait before trying again (`None`: done). When `shutdown`
-/// completes no new reconcile starts; the function returns once the running
-/// ones finish (or when `triggers` ends and nothing is left to do).
+/// how long to wait before trying again (`None`: done). `pending` shows how
+/// many objects wait for a retry. When `shutdown` completes no new
+/// reconcile starts; the function returns once the running ones finish (or
+/// when `triggers` ends and nothing is left to do).
 pub async fn run<F, R>(
     triggers: impl Stream<Item = ObjectKey>,
     concurrency: usize,
     mut reconcile: F,
+    pending: Gauge,
     shutdown: impl Future<Output = ()>,
 ) where
     F: FnMut(ObjectKey) -> R,
@@ -74,8 +130,9 @@ pub async fn run<F, R>(
     let mut stopping = false;
     let mut queue = Queue::default();
     let mut running = FuturesUnordered::new();
-    let mut retries = FuturesUnordered::new();
+    let mut retries = Retries::default();
     loop {
+        pending.set(retries.len() as i64);
         if !stopping {
             while let Some(key) = queue.next(concurrency) {
                 let done = reconcile(key.clone());
@@ -87,7 +144,7 @@ pub async fn run<F, R>(
         }
         if triggers.is_terminated()
             && running.is_empty()
-            && retries.is_empty()
+            && retries.len() == 0
             && queue.waiting.is_empty()
         {
             return;
@@ -96,6 +153,8 @@ pub async fn run<F, R>(
             // An end of the triggers is noticed here, and checked above.
             key = triggers.next(), if !stopping && !triggers.is_terminated() => {
                 if let Some(key) = key {
+                    // Runs now: the retry it waited for would only repeat it.
+                    retries.cancel(&key);
                     queue.trigger(key);
                 }
             }
@@ -103,16 +162,25 @@ pub async fn run<F, R>(
                 if !queue.finished(&key)
                     && let Some(delay) = retry
                 {
-                    retries.push(async move {
-                        tokio::time::sleep(delay).await;
-                        key
-                    });
+                    retries.schedule(key, Instant::now() + delay);
                 }
             }
-            Some(key) = retries.next(), if !stopping => queue.trigger(key),
+            () = sleep_until(retries.next()), if !stopping && retries.len() > 0 => {
+                for key in retries.take_due(Instant::now()) {
+                    queue.trigger(key);
+                }
+            }
             () = &mut shutdown, if !stopping => stopping = true,
             else => return,
         }
+    }
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => futures::future::pending().await,
     }
 }
 
@@ -189,6 +257,7 @@ mod tests {
                     (tries <= failures).then_some(Duration::from_secs(1))
                 }
             },
+            Gauge::default(),
             futures::future::pending(),
         )
         .await;
@@ -205,6 +274,44 @@ mod tests {
         log.sort();
         assert_eq!(log, ["a", "a", "a", "b", "b", "b"]);
         assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
+
+    /// An object that always fails (retry after 10 s), triggered again at
+    /// 1 s while it waits, and again at 15 s: each trigger takes the place
+    /// of the pending retry, so it runs at 0, 1, 11, 15 and 25 s, never as
+    /// two chains.
+    #[tokio::test(start_paused = true)]
+    async fn a_trigger_while_a_retry_waits_replaces_it() {
+        let (tx, rx) = mpsc::unbounded();
+        let runs = Arc::new(Mutex::new(Vec::<u64>::new()));
+        let pending = Gauge::default();
+        let started = tokio::time::Instant::now();
+        let scheduler = {
+            let runs = runs.clone();
+            tokio::spawn(run(
+                rx,
+                2,
+                move |_key: ObjectKey| {
+                    let runs = runs.clone();
+                    async move {
+                        runs.lock().unwrap().push(started.elapsed().as_secs());
+                        Some(Duration::from_secs(10))
+                    }
+                },
+                pending.clone(),
+                tokio::time::sleep(Duration::from_millis(30_500)),
+            ))
+        };
+        tx.unbounded_send(key("a")).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(pending.get(), 1, "one retry waits");
+        tx.unbounded_send(key("a")).unwrap();
+        tokio::time::sleep(Duration::from_secs(14)).await;
+        tx.unbounded_send(key("a")).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(pending.get(), 1, "still one retry");
+        scheduler.await.unwrap();
+        assert_eq!(*runs.lock().unwrap(), [0, 1, 11, 15, 25]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -234,6 +341,7 @@ mod tests {
                         None
                     }
                 },
+                Gauge::default(),
                 async move { stop.notified().await },
             ))
         };

@@ -115,7 +115,8 @@ pub enum Written {
     Patched,
     /// The stored (or just written) status already is the desired one.
     Unchanged,
-    /// The object was deleted before the write reached it.
+    /// The object was deleted, re-created or changed by someone else
+    /// before the write reached it (its watch event brings the next reconcile).
     Gone,
 }
 
@@ -159,6 +160,12 @@ where
 
     /// Writes `desired` to the object `key`, cached at `version`, unless
     /// `current` (from [`current`](Self::current)) already is it.
+    ///
+    /// Only onto the version the status was computed from: the cached one,
+    /// or the one this replica's last write made. An object deleted and
+    /// re-created under the same name since, or changed by someone else,
+    /// is not written (`Gone`): its watch event brings a reconcile of its
+    /// own.
     pub async fn write(
         &self,
         api: &Api<K>,
@@ -171,15 +178,26 @@ where
         if current == Some(digest) {
             return Ok(Written::Unchanged);
         }
-        let patch = json!({
+        let mut patch = json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
             "status": desired,
         });
+        let holds = self
+            .in_flight
+            .lock()
+            .get(key)
+            .and_then(|write| write.made.last().map(ToString::to_string))
+            .unwrap_or_else(|| version.to_string());
+        if !holds.is_empty() {
+            patch["metadata"] = json!({ "resourceVersion": holds });
+        }
         let made = match apply_status(api, &key.name, &patch).await {
             Ok(made) => made,
-            // Deleted meanwhile (churn): its delete event is on its way.
-            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Written::Gone),
+            // Deleted (churn), re-created or changed meanwhile: its events are on their way.
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+                return Ok(Written::Gone);
+            }
             Err(error) => return Err(error.into()),
         };
         let mut in_flight = self.in_flight.lock();

@@ -285,7 +285,7 @@ async fn report_one<K: Reported>(
         }
         Err(error) => {
             report.failures = report.failures.saturating_add(1);
-            let delay = backoff_delay(report.failures);
+            let delay = backoff_delay(report.failures, fastrand::f64());
             warn!(%kind, object = %key, %error, retry_in = ?delay, "could not write the status of an unreadable object");
             Err(delay)
         }
