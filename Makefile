@@ -66,10 +66,11 @@ e2e:
 	@$(control_plane) $(CARGO) test --features e2e --test e2e -- --test-threads=2
 
 ## Benchmark against a real control plane: `make bench` for every size, `make bench N=1000` for one;
-## `make bench N=1000 CHURN=5` creates and deletes N channels five times instead.
+## `make bench N=1000 CHURN=5` creates and deletes N channels five times instead;
+## `make bench N=10000 FAULTS=1` measures steady-state faults (API server restart, watches cut, lists refused).
 bench:
 	$(CARGO) build --release --bin $(BIN)
-	@$(control_plane) $(CARGO) run --release --features e2e --example bench -- $(if $(CHURN),--churn $(CHURN)) $(N)
+	@$(control_plane) $(CARGO) run --release --features e2e --example bench -- $(if $(CHURN),--churn $(CHURN)) $(if $(FAULTS),--faults) $(N)
 
 image:
 	docker build -t $(IMAGE) .

@@ -62,8 +62,8 @@ impl Operator {
         }
     }
 
-    /// Waits until both watches noticed a fault and nothing was reconciled
-    /// for three seconds.
+    /// Waits until both watches noticed a fault, then until nothing moved
+    /// (reconciles, watch failures, relists) for five seconds.
     async fn settled_after(&self, before: Counters) -> Result<(), String> {
         for _ in 0..1200 {
             if self.counters().await.watch_restarts >= before.watch_restarts + 2.0 {
@@ -71,11 +71,12 @@ impl Operator {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let mut last = self.counters().await.reconciles;
+        let moved = |c: Counters| (c.reconciles, c.watch_restarts, c.relists);
+        let mut last = moved(self.counters().await);
         let mut quiet = 0;
-        while quiet < 30 {
+        while quiet < 50 {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let now = self.counters().await.reconciles;
+            let now = moved(self.counters().await);
             quiet = if now == last { quiet + 1 } else { 0 };
             last = now;
         }
@@ -226,7 +227,7 @@ async fn grant(env: &ControlPlane, ns: &str, channel_verbs: &[&str]) -> Result<(
 
 pub fn print(n: usize, costs: &[Cost]) {
     println!(
-        "\nSteady-state faults at N={n} (counted from the fault until nothing was reconciled for 3 s):\n"
+        "\nSteady-state faults at N={n} (counted from the fault until nothing moved for 5 s):\n"
     );
     println!("| fault | lists | reconciles | status writes | relists | /readyz not 200 |");
     println!("|---|---|---|---|---|---|");
