@@ -72,8 +72,10 @@ pub struct RelistLabels {
     pub kind: &'static str,
     /// `initial` (the first list), `expired` (`410 Gone`: the watch's
     /// resourceVersion is no longer held), `list_failed` (the previous list
-    /// failed), `streaming_fallback` (streaming lists refused: paged lists
-    /// from now on) or `watch_failed` (the watch could not be resumed).
+    /// failed), `streaming_fallback` (a streaming list under way was
+    /// refused by the storage: paged lists from now on; a server that
+    /// refuses streaming lists outright makes the first paged list
+    /// `initial`) or `watch_failed` (the watch could not be resumed).
     pub cause: &'static str,
 }
 

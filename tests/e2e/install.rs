@@ -540,9 +540,20 @@ async fn rbac_allows_exactly_what_the_operator_needs(ctx: Ctx) {
         vec!["patch", phones, status, all],
         vec!["create", "events.events.k8s.io", "-n", ns],
         vec!["patch", "events.events.k8s.io", "-n", ns],
-        vec!["get", "leases.coordination.k8s.io", "-n", NAMESPACE],
+        // Its own Lease only (resourceNames); `create` cannot be limited by name.
+        vec![
+            "get",
+            "leases.coordination.k8s.io/deploymentchannel-operator",
+            "-n",
+            NAMESPACE,
+        ],
         vec!["create", "leases.coordination.k8s.io", "-n", NAMESPACE],
-        vec!["patch", "leases.coordination.k8s.io", "-n", NAMESPACE],
+        vec![
+            "patch",
+            "leases.coordination.k8s.io/deploymentchannel-operator",
+            "-n",
+            NAMESPACE,
+        ],
         vec!["create", "tokenreviews.authentication.k8s.io"],
         vec!["create", "subjectaccessreviews.authorization.k8s.io"],
     ];
@@ -555,6 +566,13 @@ async fn rbac_allows_exactly_what_the_operator_needs(ctx: Ctx) {
         vec!["update", channels, status, "-n", ns],
         vec!["update", phones, status, "-n", ns],
         vec!["update", "leases.coordination.k8s.io", "-n", NAMESPACE],
+        vec!["get", "leases.coordination.k8s.io/another", "-n", NAMESPACE],
+        vec![
+            "patch",
+            "leases.coordination.k8s.io/another",
+            "-n",
+            NAMESPACE,
+        ],
         // The operator reviews scrapers' tokens; it is no scraper itself.
         vec!["get", "/metrics"],
         vec!["patch", channels, "-n", ns],

@@ -587,9 +587,16 @@ fn metadata_is_checked_as_the_api_server_checks_it() {
     );
     let found = fields(serde_json::json!({"name": "ok", "labels": {"bad key!": "v v"}}));
     assert_eq!(found.len(), 2, "{found:#?}");
-    assert!(found[0].starts_with("metadata.labels: Invalid value: \"bad key!\": name part must consist"), "{found:#?}");
+    assert!(
+        found[0]
+            .starts_with("metadata.labels: Invalid value: \"bad key!\": name part must consist"),
+        "{found:#?}"
+    );
     let found = fields(serde_json::json!({"name": "ok", "namespace": "Not_A_Label"}));
-    assert!(found[0].starts_with("metadata.namespace: Invalid value: \"Not_A_Label\""), "{found:#?}");
+    assert!(
+        found[0].starts_with("metadata.namespace: Invalid value: \"Not_A_Label\""),
+        "{found:#?}"
+    );
 }
 
 #[test]
@@ -604,5 +611,9 @@ fn set_duplicates_are_found_in_linear_time() {
     });
     let started = std::time::Instant::now();
     let _ = checker.check(&object, None);
-    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }

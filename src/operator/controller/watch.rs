@@ -71,6 +71,8 @@ struct State<K> {
     listing: bool,
     /// Why the next list starts (`initial` before the first).
     next_list: &'static str,
+    /// A list has started (was counted) since this watch began.
+    listed: bool,
     /// Wait this long before the next attempt.
     wait: Option<Duration>,
 }
@@ -93,6 +95,7 @@ where
         failures: 0,
         listing: true,
         next_list: "initial",
+        listed: false,
         wait: None,
     };
     futures::stream::unfold(state, move |mut state| {
@@ -123,6 +126,7 @@ where
                                 cause: state.next_list,
                             })
                             .inc();
+                        state.listed = true;
                         if state.next_list != "initial" {
                             info!(kind = kind.as_str(), cause = state.next_list, "relisting");
                         }
@@ -147,7 +151,11 @@ where
                             "the API server offers no streaming lists; listing in pages"
                         );
                         state.config.initial_list_strategy = InitialListStrategy::ListWatch;
-                        state.next_list = "streaming_fallback";
+                        // Refused before any list started (the `WatchList`
+                        // feature off), the paged list is still the first.
+                        if state.listed {
+                            state.next_list = "streaming_fallback";
+                        }
                         continue;
                     }
                     Err(error) => {
