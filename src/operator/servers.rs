@@ -168,9 +168,10 @@ async fn serve_connection(
         None => http1(stream, router, limits, stopped).await,
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.get_inner());
-            match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => http1(stream, router, limits, stopped).await,
-                _ => {}
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await
+            {
+                http1(stream, router, limits, stopped).await;
             }
         }
     }
