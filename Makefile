@@ -67,9 +67,10 @@ e2e:
 
 ## Benchmark against a real control plane: `make bench` for every size, `make bench N=1000` for one;
 ## `make bench N=1000 CHURN=5` creates and deletes N channels five times instead.
+## `make bench N=10000 FAILOVER=1` kills the leader of two replicas once N converged and times the takeover.
 bench:
 	$(CARGO) build --release --bin $(BIN)
-	@$(control_plane) $(CARGO) run --release --features e2e --example bench -- $(if $(CHURN),--churn $(CHURN)) $(N)
+	@$(control_plane) $(CARGO) run --release --features e2e --example bench -- $(if $(CHURN),--churn $(CHURN)) $(if $(FAILOVER),--failover) $(N)
 
 image:
 	docker build -t $(IMAGE) .

@@ -21,6 +21,12 @@
 //! every per-object table is back at the live count; it prints the tables'
 //! sizes and the operator's RSS per round.
 //!
+//! `-- --failover [N...]` (`make bench FAILOVER=1`): failover instead. Two
+//! replicas with leader election converge N; the leader is killed (SIGKILL);
+//! it prints how long until the standby holds the Lease and until a channel
+//! created after the kill is Ready, what the new leader writes for the
+//! unchanged objects, and the standby's peak memory.
+//!
 //! Floor: the same objects created by a plain client at the same
 //! concurrency, each channel's status then written once by that client,
 //! observed the same way (a watch until every channel has its status).
@@ -28,6 +34,7 @@
 mod churn;
 mod cluster;
 mod converge;
+mod failover;
 mod measure;
 mod operator;
 mod workload;
@@ -49,6 +56,9 @@ struct Args {
     /// Churn instead: create and delete the workload this many times.
     #[arg(long, value_name = "ROUNDS", value_parser = clap::value_parser!(u64).range(1..))]
     churn: Option<u64>,
+    /// Failover instead: two replicas, the leader killed once N converged.
+    #[arg(long, conflicts_with = "churn")]
+    failover: bool,
     /// How long the converged operator is watched for writes, in seconds.
     #[arg(long, env = "BENCH_IDLE_SECONDS", default_value_t = 60)]
     idle_seconds: u64,
@@ -71,6 +81,19 @@ fn main() {
                 Ok(rounds) => churn::print(n, &rounds),
                 Err(e) => {
                     eprintln!("bench: churn N={n}: {e}");
+                    std::process::exit(1);
+                }
+            }
+            continue;
+        }
+        if args.failover {
+            match on_fresh_control_plane(async |env| {
+                eprintln!("bench: failover N={n} on API server {}", env.server_version);
+                failover::run(env, n).await
+            }) {
+                Ok(result) => failover::print(&result),
+                Err(e) => {
+                    eprintln!("bench: failover N={n}: {e}");
                     std::process::exit(1);
                 }
             }

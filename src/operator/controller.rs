@@ -43,6 +43,7 @@ use crate::{
     core::decoding::Stored,
     core::index::{Index, ObjectKey},
     operator::channel_cache::ChannelCache,
+    operator::leader_election::Leadership,
     operator::metrics::TableLabels,
     operator::metrics::{ErrorLabels, KindLabels, Metrics, ReconcileLabels},
     operator::replica_readiness::{ReplicaReadiness, WatchedCache},
@@ -145,6 +146,8 @@ pub struct Context {
     /// The objects of each kind whose stored form cannot be read.
     pub unreadable_channels: Arc<UnreadableRegistry>,
     pub unreadable_phone_configurations: Arc<UnreadableRegistry>,
+    /// Reconciles run and Events are recorded only while this replica leads.
+    pub leadership: Leadership,
 }
 
 impl Context {
@@ -182,6 +185,7 @@ impl Context {
             channel_status: StatusWriter::default(),
             phone_status: StatusWriter::default(),
             failures: Mutex::default(),
+            leadership: Leadership::always(),
         }
     }
 
@@ -369,17 +373,40 @@ where
 
 /// Runs both controllers until `shutdown` completes; in-flight reconciles
 /// finish first.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    readiness: Arc<ReplicaReadiness>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    run_with_leadership(
+        client,
+        settings,
+        metrics,
+        readiness,
+        Leadership::always(),
+        shutdown,
+    )
+    .await
+}
+
+/// Runs the watches, caches and index until `shutdown` completes, and both
+/// controllers while `leadership` says this replica leads; in-flight
+/// reconciles finish first on shutdown and are dropped when leadership is
+/// lost (the fence refuses their writes already).
 ///
 /// The path of one change: a watch event goes through
 /// [`ingest`] (per-object tables, the cache, then triggers for the objects
 /// it affects), the controller for its kind schedules a reconcile, the
 /// reconcile computes the desired status with the pure core and the
 /// [`StatusWriter`] patches it when it differs.
-pub async fn run(
+pub async fn run_with_leadership(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
     readiness: Arc<ReplicaReadiness>,
+    leadership: Leadership,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     // New caches: ready again once both are listed.
@@ -389,15 +416,18 @@ pub async fn run(
     let channel_cache = ChannelCache::default();
     let (phone_reader, phone_writer) = reflector::store::<PhoneConfiguration>();
     let index = Arc::new(Mutex::new(Index::default()));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        channel_cache.clone(),
-        phone_reader.clone(),
-        index.clone(),
-        readiness.clone(),
-        metrics,
-        settings.instance.clone(),
-    ));
+    let ctx = Arc::new(Context {
+        leadership: leadership.clone(),
+        ..Context::new(
+            client.clone(),
+            channel_cache.clone(),
+            phone_reader.clone(),
+            index.clone(),
+            readiness.clone(),
+            metrics,
+            settings.instance.clone(),
+        )
+    });
 
     // Channels to reconcile because another object changed, and
     // PhoneConfigurations whose status to write once channel changes settle.
@@ -486,41 +516,29 @@ pub async fn run(
         }
     };
     let concurrency = usize::from(settings.concurrency);
-    // Every change reaches a reconcile through the ingest's triggers; a
-    // channel deleted before its turn is not reconciled.
-    let channel_controller = {
-        let ctx = ctx.clone();
-        scheduler::run(
-            channel_triggers,
-            concurrency,
-            move |key| {
-                let ctx = ctx.clone();
-                async move {
-                    let channel = ctx.channels.get(&key)?;
-                    reconcile_channel(channel, ctx).await
+    let (mut channel_triggers, mut settled_keys) = (channel_triggers, settled_keys);
+    let reconciling = {
+        let (ctx, phone_trigger) = (ctx.clone(), phone_trigger.clone());
+        async move {
+            loop {
+                // A standby: changes reach the caches and the index, not the reconciles.
+                tokio::select! {
+                    _ = leadership.acquired() => {}
+                    _ = discard(&mut channel_triggers, &mut settled_keys) => {}
+                    _ = stopped() => return,
                 }
-            },
-            stopped(),
-        )
-    };
-    // A PhoneConfiguration is reconciled only through the batch: its own
-    // status writes come back as watch events and need no reconcile.
-    let phone_controller = {
-        let ctx = ctx.clone();
-        scheduler::run(
-            settled_keys,
-            concurrency,
-            move |key| {
-                let ctx = ctx.clone();
-                async move {
-                    let phone = ctx
-                        .phone_configurations
-                        .get(&ObjectRef::new(&key.name).within(&key.namespace))?;
-                    reconcile_phone_configuration(phone, ctx).await
+                enqueue_cached(&ctx, &channel_trigger, &phone_trigger);
+                let term = futures::future::join(
+                    reconcile_channels(&ctx, &mut channel_triggers, concurrency, stopped()),
+                    reconcile_phone_configurations(&ctx, &mut settled_keys, concurrency, stopped()),
+                );
+                tokio::select! {
+                    _ = term => return,
+                    // Dropping the term cancels its in-flight reconciles.
+                    _ = leadership.lost() => info!("not leading: reconciles stopped, caches kept"),
                 }
-            },
-            stopped(),
-        )
+            }
+        }
     };
     let reporting = futures::future::join(
         unreadable::report(channel_notices_rx, channel_notices, ctx.clone()),
@@ -548,7 +566,7 @@ pub async fn run(
         "controllers starting"
     );
     let controllers = async move {
-        futures::join!(channel_controller, phone_controller, synced);
+        futures::join!(reconciling, synced);
     };
     let ingest = async move {
         futures::join!(
@@ -575,6 +593,91 @@ pub async fn run(
     }
     ctx.readiness.caches_lost();
     info!("controllers stopped");
+}
+
+/// Takes in triggers without acting on them, while standing by.
+async fn discard(
+    channels: &mut mpsc::UnboundedReceiver<ObjectKey>,
+    phone_configurations: &mut mpsc::UnboundedReceiver<ObjectKey>,
+) {
+    use futures::StreamExt;
+    loop {
+        tokio::select! {
+            Some(_) = channels.next() => {}
+            Some(_) = phone_configurations.next() => {}
+            else => return std::future::pending().await,
+        }
+    }
+}
+
+/// On taking the lead: every cached object once. Those whose stored status
+/// is already right are not written.
+fn enqueue_cached(
+    ctx: &Context,
+    channels: &mpsc::UnboundedSender<ObjectKey>,
+    phone_configurations: &mpsc::UnboundedSender<Request<ObjectKey>>,
+) {
+    let keys = ctx.channels.keys();
+    info!(
+        channels = keys.len(),
+        "leading: reconciling every cached object once"
+    );
+    for key in keys {
+        let _ = channels.unbounded_send(key);
+    }
+    for pc in ctx.phone_configurations.state() {
+        if let Some(key) = ObjectKey::of(pc.as_ref()) {
+            let _ = phone_configurations.unbounded_send(Request::Batch(key));
+        }
+    }
+}
+
+/// Every change reaches a reconcile through the ingest's triggers; a
+/// channel deleted before its turn is not reconciled.
+async fn reconcile_channels(
+    ctx: &Arc<Context>,
+    triggers: &mut mpsc::UnboundedReceiver<ObjectKey>,
+    concurrency: usize,
+    stop: impl Future<Output = ()>,
+) {
+    scheduler::run(
+        triggers,
+        concurrency,
+        |key| {
+            let ctx = ctx.clone();
+            async move {
+                let channel = ctx.channels.get(&key)?;
+                reconcile_channel(channel, ctx).await
+            }
+        },
+        stop,
+    )
+    .await
+}
+
+/// A PhoneConfiguration is reconciled only through the batch: its own
+/// status writes come back as watch events and need no reconcile.
+async fn reconcile_phone_configurations(
+    ctx: &Arc<Context>,
+    settled: &mut mpsc::UnboundedReceiver<ObjectKey>,
+    concurrency: usize,
+    stop: impl Future<Output = ()>,
+) {
+    scheduler::run(
+        settled,
+        concurrency,
+        |key| {
+            let ctx = ctx.clone();
+            async move {
+                let phone = ctx
+                    .phone_configurations
+                    .get(&ObjectRef::new(&key.name).within(&key.namespace))?;
+                reconcile_phone_configuration(phone, ctx).await
+            }
+        },
+        stop,
+    )
+    .await
 }
 
 #[cfg(test)]
