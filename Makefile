@@ -67,10 +67,11 @@ e2e:
 
 ## Benchmark against a real control plane: `make bench` for every size, `make bench N=1000` for one;
 ## `make bench N=1000 CHURN=5` creates and deletes N channels five times instead;
-## `make bench N=10000 FAULTS=1` measures steady-state faults (API server restart, watches cut, lists refused).
+## `make bench N=10000 FAULTS=1` measures steady-state faults (API server restart, watches cut, lists refused);
+## `make bench N=10000 FAILOVER=1` kills the leader of two replicas once N converged and times the takeover.
 bench:
 	$(CARGO) build --release --bin $(BIN)
-	@$(control_plane) $(CARGO) run --release --features e2e --example bench -- $(if $(CHURN),--churn $(CHURN)) $(if $(FAULTS),--faults) $(N)
+	@$(control_plane) $(CARGO) run --release --features e2e --example bench -- $(if $(CHURN),--churn $(CHURN)) $(if $(FAULTS),--faults) $(if $(FAILOVER),--failover) $(N)
 
 image:
 	docker build -t $(IMAGE) .

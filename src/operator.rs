@@ -7,6 +7,7 @@ pub mod channel_cache;
 pub mod compatibility;
 pub mod controller;
 pub(crate) mod identity;
+pub(crate) mod leader_election;
 pub(crate) mod lease_fence;
 pub(crate) mod lifecycle;
 pub mod metrics;

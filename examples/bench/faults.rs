@@ -146,7 +146,7 @@ pub async fn run(env: &mut ControlPlane, n: usize) -> Result<Vec<Cost>, String> 
         .cluster_url
         .port_u16()
         .ok_or("the API server's URL names no port")?;
-    let operator = Operator::start_with(env, &ns, &kubeconfig)?;
+    let operator = Operator::start_with(&ns, &kubeconfig, &[])?;
     operator.wait_ready().await?;
     let work = workload(n, "");
     apply_converged(&client, &ns, &work).await?;

@@ -26,6 +26,11 @@
 //! operator's connections cut, and its lists refused for 20 s; it prints
 //! the LIST requests, reconciles, status writes, relists and `/readyz`
 //! failures each cost.
+//! `-- --failover [N...]` (`make bench FAILOVER=1`): failover instead. Two
+//! replicas with leader election converge N; the leader is killed (SIGKILL);
+//! it prints how long until the standby holds the Lease and until a channel
+//! created after the kill is Ready, what the new leader writes for the
+//! unchanged objects, and the standby's peak memory.
 //!
 //! Floor: the same objects created by a plain client at the same
 //! concurrency, each channel's status then written once by that client,
@@ -34,6 +39,7 @@
 mod churn;
 mod cluster;
 mod converge;
+mod failover;
 mod faults;
 mod measure;
 mod operator;
@@ -59,6 +65,9 @@ struct Args {
     /// Steady-state faults instead: restart, cut watches, refused lists.
     #[arg(long, conflicts_with = "churn")]
     faults: bool,
+    /// Failover instead: two replicas, the leader killed once N converged.
+    #[arg(long, conflicts_with_all = ["churn", "faults"])]
+    failover: bool,
     /// How long the converged operator is watched for writes, in seconds.
     #[arg(long, env = "BENCH_IDLE_SECONDS", default_value_t = 60)]
     idle_seconds: u64,
@@ -73,7 +82,10 @@ fn main() {
     let mut results = Vec::new();
     for n in args.sizes {
         if args.faults {
-            match on_fresh_control_plane(async |env| faults::run(env, n).await) {
+            match on_fresh_control_plane(async |env| {
+                println!("bench: faults N={n} on {}", env.describe().await);
+                faults::run(env, n).await
+            }) {
                 Ok(costs) => faults::print(n, &costs),
                 Err(e) => {
                     eprintln!("bench: faults N={n}: {e}");
@@ -91,6 +103,19 @@ fn main() {
                 Ok(rounds) => churn::print(n, &rounds),
                 Err(e) => {
                     eprintln!("bench: churn N={n}: {e}");
+                    std::process::exit(1);
+                }
+            }
+            continue;
+        }
+        if args.failover {
+            match on_fresh_control_plane(async |env| {
+                println!("bench: failover N={n} on {}", env.describe().await);
+                failover::run(env, n).await
+            }) {
+                Ok(result) => failover::print(&result),
+                Err(e) => {
+                    eprintln!("bench: failover N={n}: {e}");
                     std::process::exit(1);
                 }
             }

@@ -196,7 +196,11 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::{commands::validate::exit, operator::lifecycle::LogFormat};
+    use crate::{
+        commands::validate::exit, operator::leader_election::LeaseTiming,
+        operator::lifecycle::LogFormat,
+    };
+    use std::time::Duration;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(
@@ -212,7 +216,7 @@ mod tests {
     }
 
     /// The environment twins of every `run` option.
-    const RUN_ENV: [&str; 15] = [
+    const RUN_ENV: [&str; 17] = [
         "WATCH_NAMESPACE",
         "PROBE_ADDRESS",
         "METRICS_ADDRESS",
@@ -223,7 +227,9 @@ mod tests {
         "LEADER_ELECTION",
         "LEASE_NAME",
         "LEASE_NAMESPACE",
-        "LEASE_DURATION_SECONDS",
+        "LEASE_DURATION",
+        "LEASE_RENEW_DEADLINE",
+        "LEASE_RETRY_PERIOD",
         "POD_NAME",
         "CONCURRENCY",
         "BOUND_CHANNELS_REFRESH_SECONDS",
@@ -249,7 +255,14 @@ mod tests {
         assert_eq!(args.log_level, "info");
         assert!(!args.leader_election);
         assert_eq!(args.lease_name, "deploymentchannel-operator");
-        assert_eq!(args.lease_duration_seconds, 15);
+        assert_eq!(
+            args.lease_timing().unwrap(),
+            LeaseTiming {
+                duration: Duration::from_secs(15),
+                renew_deadline: Duration::from_secs(10),
+                retry_period: Duration::from_secs(2),
+            }
+        );
         assert_eq!(args.concurrency, 16);
         assert_eq!(args.bound_channels_refresh_seconds, 300);
     }
@@ -275,8 +288,12 @@ mod tests {
             "dc",
             "--lease-namespace",
             "ops",
-            "--lease-duration-seconds",
-            "30",
+            "--lease-duration",
+            "30s",
+            "--lease-renew-deadline",
+            "20",
+            "--lease-retry-period",
+            "500ms",
             "--identity",
             "pod-1",
             "--concurrency",
@@ -295,7 +312,14 @@ mod tests {
             (args.lease_name.as_str(), args.lease_namespace.as_deref()),
             ("dc", Some("ops"))
         );
-        assert_eq!(args.lease_duration_seconds, 30);
+        assert_eq!(
+            args.lease_timing().unwrap(),
+            LeaseTiming {
+                duration: Duration::from_secs(30),
+                renew_deadline: Duration::from_secs(20),
+                retry_period: Duration::from_millis(500),
+            }
+        );
         assert_eq!(args.identity.as_deref(), Some("pod-1"));
         assert_eq!(args.concurrency, 4);
         assert_eq!(args.bound_channels_refresh_seconds, 600);
@@ -318,9 +342,10 @@ mod tests {
                 "--metrics-cert-dir",
             ),
             (&["run", "--log-format", "xml"][..], "--log-format"),
+            (&["run", "--lease-duration", "1h1s"][..], "--lease-duration"),
             (
-                &["run", "--lease-duration-seconds", "1"][..],
-                "--lease-duration-seconds",
+                &["run", "--lease-retry-period", "0s"][..],
+                "--lease-retry-period",
             ),
             (&["run", "--concurrency", "0"][..], "--concurrency"),
         ] {
@@ -450,6 +475,26 @@ spec: {deploymentType: WEB, channelIdentifier: 'https://example.com', configurat
         assert_eq!(json["problems"][0]["kind"], "DeploymentChannel");
         assert_eq!(json["problems"][0]["name"], "site");
         assert_eq!(json["problems"][0]["document"], 1);
+    }
+
+    #[test]
+    fn a_lease_cadence_out_of_order_is_refused_in_one_line() {
+        for flags in [
+            &["--lease-renew-deadline", "15s"][..],
+            &["--lease-retry-period", "10s"][..],
+            &["--lease-duration", "5s"][..],
+        ] {
+            let args = run_args(&[&["run"][..], flags].concat());
+            let error = args.lease_timing().unwrap_err().to_string();
+            assert!(!error.contains('\n'), "{error}");
+            for flag in [
+                "--lease-retry-period",
+                "--lease-renew-deadline",
+                "--lease-duration",
+            ] {
+                assert!(error.contains(flag), "{flags:?}: {error}");
+            }
+        }
     }
 
     #[tokio::test]

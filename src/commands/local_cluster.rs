@@ -168,6 +168,12 @@ impl LocalCluster {
         config_from(&self.kubeconfig).await
     }
 
+    /// The process id of kube-apiserver: SIGSTOP and SIGCONT to it freeze
+    /// the API (connections stay open, nothing is answered) and thaw it.
+    pub fn apiserver_pid(&self) -> u32 {
+        self.apiserver.id()
+    }
+
     /// Stops kube-apiserver (etcd keeps running): an API server outage.
     pub fn stop_apiserver(&mut self) {
         let _ = self.apiserver.kill();

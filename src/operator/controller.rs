@@ -43,6 +43,7 @@ use crate::{
     core::decoding::Stored,
     core::index::{Index, ObjectKey},
     operator::channel_cache::ChannelCache,
+    operator::leader_election::Leadership,
     operator::metrics::TableLabels,
     operator::metrics::{ErrorLabels, KindLabels, Metrics, ReconcileLabels},
     operator::replica_readiness::ReplicaReadiness,
@@ -148,6 +149,8 @@ pub struct Context {
     /// The objects of each kind whose stored form cannot be read.
     pub unreadable_channels: Arc<UnreadableRegistry>,
     pub unreadable_phone_configurations: Arc<UnreadableRegistry>,
+    /// Reconciles run and Events are recorded only while this replica leads.
+    pub leadership: Leadership,
 }
 
 impl Context {
@@ -185,6 +188,7 @@ impl Context {
             channel_status: StatusWriter::default(),
             phone_status: StatusWriter::default(),
             failures: Mutex::default(),
+            leadership: Leadership::always(),
         }
     }
 
@@ -390,17 +394,40 @@ where
 
 /// Runs both controllers until `shutdown` completes; in-flight reconciles
 /// finish first.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    readiness: Arc<ReplicaReadiness>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    run_with_leadership(
+        client,
+        settings,
+        metrics,
+        readiness,
+        Leadership::always(),
+        shutdown,
+    )
+    .await
+}
+
+/// Runs the watches, caches and index until `shutdown` completes, and both
+/// controllers while `leadership` says this replica leads; in-flight
+/// reconciles finish first on shutdown and are dropped when leadership is
+/// lost (the fence refuses their writes already).
 ///
 /// The path of one change: a watch event goes through
 /// [`ingest`] (per-object tables, the cache, then triggers for the objects
 /// it affects), the controller for its kind schedules a reconcile, the
 /// reconcile computes the desired status with the pure core and the
 /// [`StatusWriter`] patches it when it differs.
-pub async fn run(
+pub async fn run_with_leadership(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
     readiness: Arc<ReplicaReadiness>,
+    leadership: Leadership,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     // New caches: ready again once both are listed.
@@ -410,15 +437,18 @@ pub async fn run(
     let channel_cache = ChannelCache::default();
     let (phone_reader, phone_writer) = reflector::store::<PhoneConfiguration>();
     let index = Arc::new(Mutex::new(Index::default()));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        channel_cache.clone(),
-        phone_reader.clone(),
-        index.clone(),
-        readiness.clone(),
-        metrics,
-        settings.instance.clone(),
-    ));
+    let ctx = Arc::new(Context {
+        leadership: leadership.clone(),
+        ..Context::new(
+            client.clone(),
+            channel_cache.clone(),
+            phone_reader.clone(),
+            index.clone(),
+            readiness.clone(),
+            metrics,
+            settings.instance.clone(),
+        )
+    });
 
     // Channels to reconcile because another object changed,
     // PhoneConfigurations whose status to write once changes of the
@@ -510,52 +540,35 @@ pub async fn run(
         }
     };
     let concurrency = usize::from(settings.concurrency);
-    let pending_retries = |kind: Kind| {
-        ctx.metrics
-            .pending_retries
-            .get_or_create(&KindLabels {
-                kind: kind.as_str(),
-            })
-            .clone()
-    };
-    // Every change reaches a reconcile through the ingest's triggers; a
-    // channel deleted before its turn is not reconciled.
-    let channel_controller = {
-        let ctx = ctx.clone();
-        scheduler::run(
-            channel_triggers,
-            concurrency,
-            move |key| {
-                let ctx = ctx.clone();
-                async move {
-                    let channel = ctx.channels.get(&key)?;
-                    reconcile_channel(channel, ctx).await
+    // PhoneConfigurations come both at once (a change of their own, someone
+    // else's edit of their status) and through the batch (changes of the
+    // references to them); their own status writes need no reconcile.
+    let (mut channel_triggers, mut phone_keys) = (
+        channel_triggers,
+        futures::stream::select(settled_keys, phone_now_keys),
+    );
+    let reconciling = {
+        let (ctx, phone_now) = (ctx.clone(), phone_now.clone());
+        async move {
+            loop {
+                // A standby: changes reach the caches and the index, not the reconciles.
+                tokio::select! {
+                    _ = leadership.acquired() => {}
+                    _ = discard(&mut channel_triggers, &mut phone_keys) => {}
+                    _ = stopped() => return,
                 }
-            },
-            pending_retries(Kind::DeploymentChannel),
-            stopped(),
-        )
-    };
-    // A PhoneConfiguration is reconciled at once when it changes (its spec,
-    // someone else's edit of its status), and through the batch when the
-    // references to it change; its own status writes need no reconcile.
-    let phone_controller = {
-        let ctx = ctx.clone();
-        scheduler::run(
-            futures::stream::select(settled_keys, phone_now_keys),
-            concurrency,
-            move |key| {
-                let ctx = ctx.clone();
-                async move {
-                    let phone = ctx
-                        .phone_configurations
-                        .get(&ObjectRef::new(&key.name).within(&key.namespace))?;
-                    reconcile_phone_configuration(phone, ctx).await
+                enqueue_cached(&ctx, &channel_trigger, &phone_now);
+                let term = futures::future::join(
+                    reconcile_channels(&ctx, &mut channel_triggers, concurrency, stopped()),
+                    reconcile_phone_configurations(&ctx, &mut phone_keys, concurrency, stopped()),
+                );
+                tokio::select! {
+                    _ = term => return,
+                    // Dropping the term cancels its in-flight reconciles.
+                    _ = leadership.lost() => info!("not leading: reconciles stopped, caches kept"),
                 }
-            },
-            pending_retries(Kind::PhoneConfiguration),
-            stopped(),
-        )
+            }
+        }
     };
     let reporting = futures::future::join(
         unreadable::report(channel_notices_rx, channel_notices, ctx.clone()),
@@ -583,7 +596,7 @@ pub async fn run(
         "controllers starting"
     );
     let controllers = async move {
-        futures::join!(channel_controller, phone_controller, synced);
+        futures::join!(reconciling, synced);
     };
     let ingest = async move {
         futures::join!(
@@ -610,6 +623,104 @@ pub async fn run(
     }
     ctx.readiness.caches_lost();
     info!("controllers stopped");
+}
+
+/// Takes in triggers without acting on them, while standing by.
+async fn discard(
+    channels: &mut (impl futures::Stream<Item = ObjectKey> + Unpin),
+    phone_configurations: &mut (impl futures::Stream<Item = ObjectKey> + Unpin),
+) {
+    use futures::StreamExt;
+    loop {
+        tokio::select! {
+            Some(_) = channels.next() => {}
+            Some(_) = phone_configurations.next() => {}
+            else => return std::future::pending().await,
+        }
+    }
+}
+
+/// On taking the lead: every cached object once. Those whose stored status
+/// is already right are not written.
+fn enqueue_cached(
+    ctx: &Context,
+    channels: &mpsc::UnboundedSender<ObjectKey>,
+    phone_configurations: &mpsc::UnboundedSender<ObjectKey>,
+) {
+    let keys = ctx.channels.keys();
+    info!(
+        channels = keys.len(),
+        "leading: reconciling every cached object once"
+    );
+    for key in keys {
+        let _ = channels.unbounded_send(key);
+    }
+    for pc in ctx.phone_configurations.state() {
+        if let Some(key) = ObjectKey::of(pc.as_ref()) {
+            let _ = phone_configurations.unbounded_send(key);
+        }
+    }
+}
+
+/// Every change reaches a reconcile through the ingest's triggers; a
+/// channel deleted before its turn is not reconciled.
+async fn reconcile_channels(
+    ctx: &Arc<Context>,
+    triggers: &mut mpsc::UnboundedReceiver<ObjectKey>,
+    concurrency: usize,
+    stop: impl Future<Output = ()>,
+) {
+    scheduler::run(
+        triggers,
+        concurrency,
+        |key| {
+            let ctx = ctx.clone();
+            async move {
+                let channel = ctx.channels.get(&key)?;
+                reconcile_channel(channel, ctx).await
+            }
+        },
+        pending_retries(ctx, Kind::DeploymentChannel),
+        stop,
+    )
+    .await
+}
+
+/// PhoneConfigurations to reconcile, at once or once the references to them
+/// settled: their own status writes come back as watch events and need no
+/// reconcile.
+async fn reconcile_phone_configurations(
+    ctx: &Arc<Context>,
+    keys: &mut (impl futures::Stream<Item = ObjectKey> + Unpin),
+    concurrency: usize,
+    stop: impl Future<Output = ()>,
+) {
+    scheduler::run(
+        keys,
+        concurrency,
+        |key| {
+            let ctx = ctx.clone();
+            async move {
+                let phone = ctx
+                    .phone_configurations
+                    .get(&ObjectRef::new(&key.name).within(&key.namespace))?;
+                reconcile_phone_configuration(phone, ctx).await
+            }
+        },
+        pending_retries(ctx, Kind::PhoneConfiguration),
+        stop,
+    )
+    .await
+}
+
+/// The gauge of objects of `kind` waiting for a retry.
+fn pending_retries(ctx: &Context, kind: Kind) -> prometheus_client::metrics::gauge::Gauge {
+    ctx.metrics
+        .pending_retries
+        .get_or_create(&KindLabels {
+            kind: kind.as_str(),
+        })
+        .clone()
 }
 
 #[cfg(test)]

@@ -4,10 +4,9 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use kube::Client;
-use kube_lease_manager::LeaseManagerBuilder;
+use kube::{Api, Client};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 mod options;
 
@@ -15,6 +14,7 @@ pub use options::{LogFormat, RunArgs};
 
 use crate::{
     operator::controller::{self, Settings},
+    operator::leader_election::{Elector, Leadership},
     operator::lease_fence::{FenceLayer, LeaseFence},
     operator::metrics::Metrics,
     operator::metrics::access::{KubeReviewer, MetricsAuth},
@@ -105,11 +105,6 @@ impl Shutdown {
             let _ = rx.wait_for(|requested| *requested).await;
         }
     }
-
-    /// Whether shutdown was requested.
-    pub fn is_requested(&self) -> bool {
-        *self.0.borrow()
-    }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -126,16 +121,13 @@ pub async fn run_with(
     args: RunArgs,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let timing = args.lease_timing()?;
     let metrics = Arc::new(Metrics::default());
-    // With leader election, every request after the Lease could not be
-    // renewed in time is refused before it leaves the process.
-    let fence = args.leader_election.then(|| {
-        let duration = args.lease_duration_seconds;
-        Arc::new(LeaseFence::new(
-            Duration::from_secs(duration),
-            Duration::from_secs(lease_grace(duration)),
-        ))
-    });
+    // With leader election, every write while this replica does not surely
+    // hold the Lease is refused before it leaves the process.
+    let fence = args
+        .leader_election
+        .then(|| Arc::new(LeaseFence::new(timing.write_window())));
     // /metrics token reviews have a client (and connections) of their own,
     // so that a flood of them cannot delay the Lease renewals.
     let review_client = kube::client::ClientBuilder::try_from(config.clone())
@@ -148,11 +140,6 @@ pub async fn run_with(
         .with_layer(&ApiMetricsLayer(metrics.clone()))
         .with_layer(&FenceLayer {
             fence: fence.clone(),
-            lease_path: format!(
-                "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{}",
-                lease_namespace(&args),
-                args.lease_name
-            ),
         })
         .build();
     tokio::spawn(warn_if_unsupported(client.clone()));
@@ -194,16 +181,35 @@ pub async fn run_with(
         readiness,
         grace: Duration::from_secs(args.shutdown_timeout_seconds),
     };
-    let result = match fence {
-        _ if !startable => Ok(()),
-        Some(fence) => lead(&controllers, &args, identity, &shutdown, fence).await,
-        None => {
-            controllers.run_until(&shutdown).await;
-            Ok(())
+    match fence {
+        _ if !startable => {}
+        Some(fence) => {
+            let namespace = lease_namespace(&args);
+            let elector = Elector::new(
+                Api::namespaced(controllers.client.clone(), &namespace),
+                &args.lease_name,
+                &identity,
+                timing,
+                lease_field_manager(&identity),
+            );
+            let (leading, stopped) = (watch::Sender::new(false), watch::Sender::new(false));
+            let leadership = Leadership::following(&leading);
+            let mut done = stopped.subscribe();
+            // Every replica watches and caches from the start; only the
+            // leader reconciles. The Lease is released once the last
+            // reconcile finished.
+            tokio::join!(
+                async {
+                    controllers.run_until(&shutdown, leadership).await;
+                    stopped.send_replace(true);
+                },
+                elector.run(leading, fence, controllers.metrics.clone(), async move {
+                    let _ = done.wait_for(|stopped| *stopped).await;
+                }),
+            );
         }
-    };
-    // On an error, exit at once: the HTTP servers stop with the process.
-    result?;
+        None => controllers.run_until(&shutdown, Leadership::always()).await,
+    }
     for server in servers {
         match server.await {
             Ok(Ok(())) => {}
@@ -305,13 +311,15 @@ struct Controllers {
 }
 
 impl Controllers {
-    /// Runs the controllers until shutdown; in-flight reconciles get `grace` to finish.
-    async fn run_until(&self, shutdown: &Shutdown) {
-        let controllers = controller::run(
+    /// Runs the controllers until shutdown, reconciling while `leadership`
+    /// says so; in-flight reconciles get `grace` to finish.
+    async fn run_until(&self, shutdown: &Shutdown, leadership: Leadership) {
+        let controllers = controller::run_with_leadership(
             self.client.clone(),
             self.settings.clone(),
             self.metrics.clone(),
             self.readiness.clone(),
+            leadership,
             shutdown.requested(),
         );
         let grace = self.grace;
@@ -330,84 +338,10 @@ impl Controllers {
     }
 }
 
-/// Seconds before the Lease expires that its holder renews it.
-fn lease_grace(duration: u64) -> u64 {
-    (duration / 3).max(2)
-}
-
 /// The namespace of the leader-election Lease.
 fn lease_namespace(args: &RunArgs) -> String {
     args.lease_namespace
         .clone()
         .or_else(|| std::env::var("POD_NAMESPACE").ok())
         .unwrap_or_else(|| "default".into())
-}
-
-/// Stands by for the Lease, reconciles while holding it, stops reconciling
-/// at once when it is lost, and releases it on shutdown. A leader that could
-/// not renew the Lease in time (paused, starved, cut off) stops at the
-/// fence's deadline, before a standby may take over, and returns an error:
-/// the process exits non-zero and restarts as a standby.
-async fn lead(
-    controllers: &Controllers,
-    args: &RunArgs,
-    identity: String,
-    shutdown: &Shutdown,
-    fence: Arc<LeaseFence>,
-) -> anyhow::Result<()> {
-    let (metrics, readiness) = (&controllers.metrics, &controllers.readiness);
-    let namespace = lease_namespace(args);
-    let duration = args.lease_duration_seconds;
-    let manager = LeaseManagerBuilder::new(controllers.client.clone(), &args.lease_name)
-        .with_namespace(&namespace)
-        .with_identity(&identity)
-        .with_duration(duration)
-        .with_grace(lease_grace(duration))
-        .with_field_manager(lease_field_manager(&identity))
-        .build()
-        .await
-        .with_context(|| format!("cannot use Lease {namespace}/{}", args.lease_name))?;
-    let (mut leading, task) = manager.watch().await;
-    info!(lease = %format!("{namespace}/{}", args.lease_name), %identity, "standing by for the lease");
-    while !shutdown.is_requested() {
-        metrics.leader.set(0);
-        readiness.set_standing_by(true);
-        tokio::select! {
-            _ = shutdown.requested() => break,
-            changed = leading.wait_for(|leader| *leader) => if changed.is_err() { break },
-        }
-        metrics.leader.set(1);
-        readiness.set_standing_by(false);
-        info!(%identity, "acquired the lease: reconciling");
-        tokio::select! {
-            _ = controllers.run_until(shutdown) => {}
-            lost = leading.wait_for(|leader| !*leader) => {
-                // Dropping the controllers cancels their in-flight reconciles.
-                readiness.caches_lost();
-                if lost.is_err() {
-                    break;
-                }
-                warn!(%identity, "lost the lease: stopped reconciling");
-            }
-            _ = fence.expired() => {
-                // Dropping the controllers cancels their in-flight reconciles;
-                // the fence refuses their writes already.
-                readiness.caches_lost();
-                metrics.leader.set(0);
-                error!(%identity, lease_duration_seconds = duration, "could not renew the lease in time: stopped reconciling before another replica may take over; exiting to restart as a standby");
-                anyhow::bail!("the leader-election Lease was not renewed in time");
-            }
-        }
-    }
-    metrics.leader.set(0);
-    readiness.set_standing_by(false);
-    // Closing the channel makes the manager release the Lease and stop.
-    drop(leading);
-    match tokio::time::timeout(Duration::from_secs(5), task).await {
-        Ok(Ok(Ok(_))) => info!("released the lease"),
-        Ok(Ok(Err(e))) => warn!(error = %e, "could not release the lease; it expires on its own"),
-        Ok(Err(e)) => warn!(error = %e, "lease task failed"),
-        Err(_) => warn!("releasing the lease timed out; it expires on its own"),
-    }
-    Ok(())
 }

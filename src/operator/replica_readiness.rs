@@ -1,9 +1,8 @@
 //! Whether this replica is ready: its caches hold a full list of both kinds
 //! (once listed they stay whole: a watch resumes or relists in place, and
-//! changes that come late are not lost), or, with leader election, it is
-//! standing by for the Lease. The ingest path
-//! marks the caches, leader election marks the role, and `/readyz` and the
-//! reconciles read the same value.
+//! changes that come late are not lost; a standby keeps them warm too, so
+//! it is ready on the same terms). The ingest path marks the caches, and
+//! `/readyz` and the reconciles read the same value.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,7 +14,6 @@ use tokio::sync::watch;
 pub struct ReplicaReadiness {
     channels: watch::Sender<bool>,
     phone_configurations: watch::Sender<bool>,
-    standing_by: AtomicBool,
     /// The CRDs are installed and the permissions granted.
     requirements_met: AtomicBool,
     /// `caches_synced` on `/metrics`, kept equal to [`ReplicaReadiness::caches_whole`].
@@ -29,7 +27,6 @@ impl ReplicaReadiness {
         Self {
             channels: watch::Sender::new(false),
             phone_configurations: watch::Sender::new(false),
-            standing_by: AtomicBool::new(false),
             requirements_met: AtomicBool::new(false),
             synced_gauge,
         }
@@ -52,11 +49,6 @@ impl ReplicaReadiness {
         self.channels.send_replace(false);
         self.phone_configurations.send_replace(false);
         self.export();
-    }
-
-    /// With leader election: whether this replica is waiting for the Lease.
-    pub fn set_standing_by(&self, standing_by: bool) {
-        self.standing_by.store(standing_by, Ordering::Relaxed);
     }
 
     /// Whether the CRDs are installed and the permissions granted; until
@@ -85,10 +77,9 @@ impl ReplicaReadiness {
     }
 
     /// What `/readyz` answers: with the CRDs and permissions in place,
-    /// caches whole, or standing by for the Lease.
+    /// caches whole, on the leader and on a standby alike.
     pub fn is_ready(&self) -> bool {
-        self.requirements_met.load(Ordering::Relaxed)
-            && (self.caches_whole() || self.standing_by.load(Ordering::Relaxed))
+        self.requirements_met.load(Ordering::Relaxed) && self.caches_whole()
     }
 
     fn export(&self) {
@@ -118,22 +109,10 @@ mod tests {
     }
 
     #[test]
-    fn a_replica_standing_by_is_ready_without_caches() {
-        let readiness = ReplicaReadiness::new(Gauge::default());
-        readiness.set_requirements_met(true);
-        readiness.set_standing_by(true);
-        assert!(readiness.is_ready());
-        assert!(!readiness.caches_whole());
-        readiness.set_standing_by(false);
-        assert!(!readiness.is_ready());
-    }
-
-    #[test]
     fn never_ready_while_crds_or_permissions_are_missing() {
         let readiness = ReplicaReadiness::new(Gauge::default());
         readiness.channels_listed();
         readiness.phone_configurations_listed();
-        readiness.set_standing_by(true);
         assert!(!readiness.is_ready());
         readiness.set_requirements_met(true);
         assert!(readiness.is_ready());

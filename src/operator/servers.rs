@@ -1,6 +1,6 @@
 //! HTTP endpoints for the kubelet and Prometheus, on two servers: the
-//! probes `/healthz` (the process is alive) and `/readyz` (caches synced, or
-//! standing by for the lease) in plain HTTP, and `/metrics` in HTTPS behind
+//! probes `/healthz` (the process is alive) and `/readyz` (caches synced, on
+//! a standby too) in plain HTTP, and `/metrics` in HTTPS behind
 //! [`access`](crate::operator::metrics::access) (or plain and open for local development).
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -271,9 +271,6 @@ mod tests {
             get(&state, "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
-        // Standing by for the Lease: ready without caches.
-        state.readiness.set_standing_by(true);
-        assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ mod counting;
 mod faults;
 mod harness;
 mod install;
+mod leadership;
 mod metrics_access;
 mod reconcile;
 mod recovery;
@@ -56,6 +57,7 @@ fn main() {
         metrics_access::scenarios(),
         status_cmd::scenarios(),
         faults::scenarios(),
+        leadership::scenarios(),
     ]
     .into_iter()
     .flatten()

@@ -25,6 +25,30 @@ pub fn scenarios() -> Vec<Scenario> {
     ]
 }
 
+/// A lease cadence short enough for scenarios: duration, renew deadline,
+/// retry period.
+pub const FAST_LEASE: [&str; 6] = [
+    "--lease-duration",
+    "5s",
+    "--lease-renew-deadline",
+    "3s",
+    "--lease-retry-period",
+    "1s",
+];
+
+/// Leader election in the scenario's namespace as `identity`, with `extra`.
+pub fn election<'a>(ctx: &'a Ctx, identity: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--leader-election",
+        "--lease-namespace",
+        ctx.ns.as_str(),
+        "--identity",
+        identity,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// One `deploymentchannel-operator run` process, killed on drop.
 pub struct Replica {
     pub child: Child,
@@ -256,28 +280,14 @@ async fn leader_election_fails_over_and_sigterm_releases_the_lease(ctx: Ctx) {
             .and_then(|l| l.spec?.holder_identity)
             .filter(|h| !h.is_empty())
     };
-    let election = |id: &'static str| {
-        [
-            "--leader-election",
-            "--lease-namespace",
-            ctx.ns.as_str(),
-            "--lease-duration-seconds",
-            "5",
-            "--identity",
-            id,
-        ]
-        .map(String::from)
-    };
-    let args_a = election("replica-a");
-    let a = Replica::start(&ctx, &args_a.iter().map(String::as_str).collect::<Vec<_>>());
+    let a = Replica::start(&ctx, &election(&ctx, "replica-a", &FAST_LEASE));
     ctx.eventually(
         "replica-a to hold the lease",
         Duration::from_secs(30),
         || async { (holder().await.as_deref() == Some("replica-a")).then_some(()) },
     )
     .await;
-    let args_b = election("replica-b");
-    let b = Replica::start(&ctx, &args_b.iter().map(String::as_str).collect::<Vec<_>>());
+    let b = Replica::start(&ctx, &election(&ctx, "replica-b", &FAST_LEASE));
     // The leader once synced, the standby at once.
     a.wait_ok(&ctx, "/readyz").await;
     b.wait_ok(&ctx, "/readyz").await;

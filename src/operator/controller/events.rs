@@ -24,7 +24,7 @@ pub(super) fn note(text: &str) -> String {
 
 /// Records `event` about `regarding` and counts it under `reason` on
 /// `/metrics`. A failure is logged, not retried: the status already says
-/// the same.
+/// the same. Only the leader records Events.
 pub(super) async fn publish(
     ctx: &Context,
     kind: Kind,
@@ -33,6 +33,9 @@ pub(super) async fn publish(
     regarding: &ObjectReference,
     reason: &'static str,
 ) {
+    if !ctx.leadership.is_leading() {
+        return;
+    }
     match ctx.recorder.publish(event, regarding).await {
         Ok(()) => {
             ctx.metrics

@@ -1,9 +1,11 @@
 //! The options of `run` (and `dev`), each with an environment-variable twin,
 //! beside the code that runs them.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
+
+use crate::operator::leader_election::LeaseTiming;
 
 /// Options of `run`; each has an environment-variable twin.
 #[derive(Args, Debug, Clone, PartialEq)]
@@ -50,9 +52,20 @@ pub struct RunArgs {
     #[arg(long, env = "LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
 
-    /// Seconds a leader holds the Lease without renewing it; a standby takes over after this.
-    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(5..=300))]
-    pub lease_duration_seconds: u64,
+    /// How long a Lease holds without renewal: a standby takes over this
+    /// long after it last saw the Lease change (`15s`, `1500ms`, or seconds).
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// How long the leader keeps retrying a renewal before it stops leading;
+    /// shorter than `--lease-duration`, so it stops before a standby may take over.
+    #[arg(long, env = "LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub lease_renew_deadline: Duration,
+
+    /// How often the leader renews the Lease and a standby tries to take it;
+    /// shorter than `--lease-renew-deadline`.
+    #[arg(long, env = "LEASE_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    pub lease_retry_period: Duration,
 
     /// This replica's identity in the Lease and on Events (default: the pod name, else the
     /// host name plus a random suffix).
@@ -81,4 +94,59 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line.
     Json,
+}
+
+/// A duration as `15s`, `1500ms`, `1m` or plain seconds (`15`, `2.5`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => {
+            return Err(format!(
+                "{text:?}: use a number with ms, s or m (for example 15s)"
+            ));
+        }
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * scale)
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds <= 3600.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?}: a duration above 0 and at most 1h (for example 15s)"))
+}
+
+impl RunArgs {
+    /// The leader-election cadence, refused unless retry period < renew
+    /// deadline < lease duration (as client-go requires).
+    pub fn lease_timing(&self) -> anyhow::Result<LeaseTiming> {
+        LeaseTiming::new(
+            self.lease_duration,
+            self.lease_renew_deadline,
+            self.lease_retry_period,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit_or_seconds() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        for bad in ["", "0s", "-1s", "5h", "s", "1.2.3s", "2h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -132,7 +132,12 @@ pub async fn report<K: Reported>(
     ctx: Arc<Context>,
 ) {
     let mut reports: HashMap<ObjectKey, Report<K>> = HashMap::default();
-    while let Some(notice) = notices.next().await {
+    loop {
+        // A standby keeps the notices for when it leads.
+        ctx.leadership.acquired().await;
+        let Some(notice) = notices.next().await else {
+            break;
+        };
         let key = match notice {
             Notice::Gone(key) => {
                 reports.remove(&key);
