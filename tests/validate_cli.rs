@@ -167,12 +167,23 @@ fn symlinks_in_a_tree_never_leak_what_they_point_to() {
     symlink("/proc/self/environ", tree.path().join("environ.yaml")).unwrap();
     symlink("/dev/zero", tree.path().join("zero.yaml")).unwrap();
     symlink("/etc", tree.path().join("etc.yaml")).unwrap();
-    symlink(tree.path().join("nowhere"), tree.path().join("dangling.yaml")).unwrap();
+    symlink(
+        tree.path().join("nowhere"),
+        tree.path().join("dangling.yaml"),
+    )
+    .unwrap();
     // A link to a regular file inside the tree is read.
     symlink(tree.path().join("a.yaml"), tree.path().join("inside.yml")).unwrap();
     let (code, output) = validate_tree(tree.path(), &[]);
     assert_eq!(code, Some(2), "{output}");
-    for leak in ["ghs_", "AKIA", "FAKE_SECRET", "PATH=", "secret.yaml", "/proc"] {
+    for leak in [
+        "ghs_",
+        "AKIA",
+        "FAKE_SECRET",
+        "PATH=",
+        "secret.yaml",
+        "/proc",
+    ] {
         assert!(!output.contains(leak), "{leak} leaked: {output}");
     }
     assert!(
@@ -188,7 +199,13 @@ fn symlinks_in_a_tree_never_leak_what_they_point_to() {
 fn special_files_are_never_opened_and_big_files_are_refused() {
     let tree = tempfile::tempdir().unwrap();
     let fifo = tree.path().join("pipe.yaml");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     std::fs::write(
         tree.path().join("big.yaml"),
         format!("{GOOD_PHONE}# {}\n", "x".repeat(4096)),
@@ -196,9 +213,14 @@ fn special_files_are_never_opened_and_big_files_are_refused() {
     .unwrap();
     let (code, output) = validate_tree(tree.path(), &["--max-file-size", "2Ki"]);
     assert_eq!(code, Some(2), "{output}");
-    assert!(output.contains("pipe.yaml: not read: not a regular file"), "{output}");
     assert!(
-        output.contains("big.yaml: cannot read: larger than 2048 bytes (raise the limit with --max-file-size)"),
+        output.contains("pipe.yaml: not read: not a regular file"),
+        "{output}"
+    );
+    assert!(
+        output.contains(
+            "big.yaml: cannot read: larger than 2048 bytes (raise the limit with --max-file-size)"
+        ),
         "{output}"
     );
     // Named on the command line, a device is refused too.
@@ -276,7 +298,9 @@ items:
     let (code, output) = validate_tree(tree.path(), &[]);
     assert_eq!(code, Some(1), "{output}");
     assert!(
-        output.contains("list.yaml:1:items[0]: DeploymentChannel/sms: spec.channelIdentifier: Invalid value"),
+        output.contains(
+            "list.yaml:1:items[0]: DeploymentChannel/sms: spec.channelIdentifier: Invalid value"
+        ),
         "{output}"
     );
     // A repository file with thousands of documents is read whole.

@@ -77,7 +77,11 @@ fn parse_size(text: &str) -> Result<u64, String> {
         "Ki" => 1 << 10,
         "Mi" => 1 << 20,
         "Gi" => 1 << 30,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use Ki, Mi, Gi, K, M or G)")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use Ki, Mi, Gi, K, M or G)"
+            ));
+        }
     };
     number
         .checked_mul(factor)

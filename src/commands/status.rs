@@ -262,9 +262,12 @@ fn bad_kubeconfig(
     kubeconfig_path: &str,
 ) -> StatusError {
     match (&args.context, error) {
-        (Some(context), kube::config::KubeconfigError::LoadContext(_)) => StatusError::new(
-            format!("the kubeconfig has no context {:?}", printable::escape(context)),
-        ),
+        (Some(context), kube::config::KubeconfigError::LoadContext(_)) => {
+            StatusError::new(format!(
+                "the kubeconfig has no context {:?}",
+                printable::escape(context)
+            ))
+        }
         _ => StatusError::new(safe_error::describe(error, kubeconfig_path)),
     }
 }

@@ -197,10 +197,16 @@ fn collect_named(path: &Path, files: &mut Vec<PathBuf>, unreadable: &mut Vec<Unr
         })
     };
     match std::fs::metadata(path) {
-        Err(e) => refuse(unreadable, format!("cannot read: {}", io_kind_text(e.kind()))),
+        Err(e) => refuse(
+            unreadable,
+            format!("cannot read: {}", io_kind_text(e.kind())),
+        ),
         Ok(metadata) if metadata.is_dir() => match std::fs::canonicalize(path) {
             Ok(root) => walk(path, &root, files, unreadable),
-            Err(e) => refuse(unreadable, format!("cannot read: {}", io_kind_text(e.kind()))),
+            Err(e) => refuse(
+                unreadable,
+                format!("cannot read: {}", io_kind_text(e.kind())),
+            ),
         },
         Ok(_) => files.push(path.to_path_buf()),
     }
@@ -419,9 +425,9 @@ impl Report {
     /// [`printable`]): a name, a field or a file name cannot write to the
     /// terminal.
     pub fn write_text(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        self.problems.iter().try_for_each(|problem| {
-            writeln!(out, "{}", printable::escape(&problem.to_string()))
-        })
+        self.problems
+            .iter()
+            .try_for_each(|problem| writeln!(out, "{}", printable::escape(&problem.to_string())))
     }
 
     /// One JSON object with the verdict, every problem and every unreadable input.
@@ -587,8 +593,7 @@ pub fn check(documents: &[Document], options: Options) -> Report {
                         channels.push(Checked {
                             // One without a namespace lands in the one it is applied to.
                             object: {
-                                channel.metadata.namespace =
-                                    Some(namespace_of(&document.value));
+                                channel.metadata.namespace = Some(namespace_of(&document.value));
                                 channel
                             },
                             document,

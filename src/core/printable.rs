@@ -67,14 +67,12 @@ pub fn escape_report(text: &str) -> String {
     let mut rest = text;
     while let Some(c) = rest.chars().next() {
         if c == '\u{1b}' {
-            let sgr_len = rest[1..]
-                .strip_prefix('[')
-                .and_then(|after| {
-                    let digits = after
-                        .find(|d: char| !(d.is_ascii_digit() || d == ';'))
-                        .unwrap_or(after.len());
-                    (after[digits..].starts_with('m')).then_some(1 + 1 + digits + 1)
-                });
+            let sgr_len = rest[1..].strip_prefix('[').and_then(|after| {
+                let digits = after
+                    .find(|d: char| !(d.is_ascii_digit() || d == ';'))
+                    .unwrap_or(after.len());
+                (after[digits..].starts_with('m')).then_some(1 + 1 + digits + 1)
+            });
             if let Some(len) = sgr_len {
                 out.push_str(&rest[..len]);
                 rest = &rest[len..];
@@ -173,7 +171,10 @@ mod tests {
         assert_eq!(escape("a\u{9b}31mb"), "a\\u{9b}31mb");
         assert_eq!(escape("admin\u{202e}txt.exe"), "admin\\u{202e}txt.exe");
         assert_eq!(escape("x\u{2067}y\u{200b}z"), "x\\u{2067}y\\u{200b}z");
-        assert_eq!(escape("line\nbreak\ttab\r"), "line\\u{a}break\\u{9}tab\\u{d}");
+        assert_eq!(
+            escape("line\nbreak\ttab\r"),
+            "line\\u{a}break\\u{9}tab\\u{d}"
+        );
         // Reversible: a real backslash cannot pose as an escape.
         assert_eq!(escape("\\u{1b}"), "\\\\u{1b}");
         assert_eq!(escape("café ☎ 電話"), "café ☎ 電話");

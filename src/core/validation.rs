@@ -842,15 +842,36 @@ mod tests {
         ] {
             assert_eq!(claim(same), claim("https://example.com"), "{same}");
         }
-        assert_eq!(claim("https://example.com/%7Echat"), claim("https://example.com/~chat"));
-        assert_eq!(claim("https://example.com/a%2fb"), claim("https://example.com/a%2Fb"));
-        assert_ne!(claim("https://example.com/a%2Fb"), claim("https://example.com/a/b"));
-        assert_eq!(claim("https://example.com/?q=%61"), claim("https://example.com/?q=a"));
+        assert_eq!(
+            claim("https://example.com/%7Echat"),
+            claim("https://example.com/~chat")
+        );
+        assert_eq!(
+            claim("https://example.com/a%2fb"),
+            claim("https://example.com/a%2Fb")
+        );
+        assert_ne!(
+            claim("https://example.com/a%2Fb"),
+            claim("https://example.com/a/b")
+        );
+        assert_eq!(
+            claim("https://example.com/?q=%61"),
+            claim("https://example.com/?q=a")
+        );
         // A host in another script (Cyrillic 'е') is another claim.
-        assert_ne!(claim("https://\u{435}xample.com"), claim("https://example.com"));
-        assert!(host_mixes_scripts(&parse_web_url("https://\u{435}xample.com").unwrap()));
-        assert!(!host_mixes_scripts(&parse_web_url("https://example.com").unwrap()));
-        assert!(!host_mixes_scripts(&parse_web_url("https://\u{4f8b}\u{5b50}.jp").unwrap()));
+        assert_ne!(
+            claim("https://\u{435}xample.com"),
+            claim("https://example.com")
+        );
+        assert!(host_mixes_scripts(
+            &parse_web_url("https://\u{435}xample.com").unwrap()
+        ));
+        assert!(!host_mixes_scripts(
+            &parse_web_url("https://example.com").unwrap()
+        ));
+        assert!(!host_mixes_scripts(
+            &parse_web_url("https://\u{4f8b}\u{5b50}.jp").unwrap()
+        ));
         assert_eq!(
             &*claim("https://example.com").identifier,
             "https://example.com"

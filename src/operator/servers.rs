@@ -168,9 +168,9 @@ async fn serve_connection(
         None => http1(stream, router, limits, stopped).await,
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.get_inner());
-            match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => http1(stream, router, limits, stopped).await,
-                _ => {}
+            let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
+            if let Ok(Ok(stream)) = handshake.await {
+                http1(stream, router, limits, stopped).await;
             }
         }
     }
@@ -192,8 +192,7 @@ async fn http1<S>(
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(64)
         .keep_alive(true);
-    let connection =
-        builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => {}
@@ -314,8 +313,10 @@ mod tests {
     async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Option<String> {
         use tokio::io::AsyncReadExt;
         let mut seen = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut seen)).await;
-        read.ok().map(|_| String::from_utf8_lossy(&seen).into_owned())
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut seen)).await;
+        read.ok()
+            .map(|_| String::from_utf8_lossy(&seen).into_owned())
     }
 
     #[tokio::test]
@@ -324,14 +325,24 @@ mod tests {
         let (address, _stop) = running(short()).await;
         // Slowloris: headers that never end.
         let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
-        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-a: 1\r\n").await.unwrap();
-        assert!(read_to_close(&mut slow).await.is_some(), "a slow client stays connected");
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-a: 1\r\n")
+            .await
+            .unwrap();
+        assert!(
+            read_to_close(&mut slow).await.is_some(),
+            "a slow client stays connected"
+        );
         // Idle: connected, sends nothing.
         let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
-        assert!(read_to_close(&mut idle).await.is_some(), "an idle client stays connected");
+        assert!(
+            read_to_close(&mut idle).await.is_some(),
+            "an idle client stays connected"
+        );
         // Kept alive after a request, then idle.
         let mut kept = tokio::net::TcpStream::connect(address).await.unwrap();
-        kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let answer = read_to_close(&mut kept).await.expect("closed when idle");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
@@ -341,11 +352,17 @@ mod tests {
         use tokio::io::AsyncWriteExt;
         let (address, _stop) = running(short()).await;
         let mut big = tokio::net::TcpStream::connect(address).await.unwrap();
-        let header = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-big: {}\r\n", "a".repeat(64 * 1024));
+        let header = format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-big: {}\r\n",
+            "a".repeat(64 * 1024)
+        );
         // The server may close before all is written.
         let _ = big.write_all(header.as_bytes()).await;
         let answer = read_to_close(&mut big).await.expect("closed");
-        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer}");
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+            "{answer}"
+        );
     }
 
     #[tokio::test]
@@ -363,13 +380,18 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut over = tokio::net::TcpStream::connect(address).await.unwrap();
-        let _ = over.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let _ = over
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
         let answer = read_to_close(&mut over).await.unwrap_or_default();
         assert!(!answer.contains("200"), "{answer}");
         // Once the held connections time out, the server answers again.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let mut fresh = tokio::net::TcpStream::connect(address).await.unwrap();
-        fresh.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        fresh
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let answer = read_to_close(&mut fresh).await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         drop(held);

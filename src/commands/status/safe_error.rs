@@ -111,7 +111,11 @@ fn kubeconfig_error(error: &KubeconfigError, kubeconfig: &str) -> String {
     match error {
         E::Parse(e) => parse_error(e, kubeconfig),
         E::ReadConfig(io, path) => {
-            format!("cannot read kubeconfig {}: {}", path_text(path), io_kind(io))
+            format!(
+                "cannot read kubeconfig {}: {}",
+                path_text(path),
+                io_kind(io)
+            )
         }
         E::LoadContext(name) => format!("the kubeconfig has no context {}", quoted(name)),
         E::LoadClusterOfContext(name) => {
@@ -155,13 +159,18 @@ fn auth_error(error: &AuthError, kubeconfig: &str) -> String {
             None => format!("the credential plugin {command} was killed by a signal"),
         },
         E::AuthExecStart(io) => {
-            format!("cannot start the credential plugin {command}: {}", io_kind(io))
+            format!(
+                "cannot start the credential plugin {command}: {}",
+                io_kind(io)
+            )
         }
-        E::AuthExecParse(_) | E::ExecPluginFailed | E::ParseTokenKey(_) => format!(
-            "the credential plugin {command} did not print a usable credential"
-        ),
+        E::AuthExecParse(_) | E::ExecPluginFailed | E::ParseTokenKey(_) => {
+            format!("the credential plugin {command} did not print a usable credential")
+        }
         E::AuthExec(_) => format!("the credential plugin {command} failed"),
-        E::MissingCommand => format!("the exec credential user in kubeconfig {kubeconfig} names no command"),
+        E::MissingCommand => {
+            format!("the exec credential user in kubeconfig {kubeconfig} names no command")
+        }
         E::ReadTokenFile(io, path) => format!(
             "cannot read the token file {}: {}",
             path_text(path),

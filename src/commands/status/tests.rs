@@ -230,9 +230,7 @@ fn evil_channel(name: &str) -> Value {
 
 #[tokio::test]
 async fn escape_sequences_in_objects_never_reach_the_terminal() {
-    let list = |items: Vec<Value>, kind: &str| {
-        json!({"apiVersion": "interactions.dev/v1alpha1", "kind": kind, "metadata": {}, "items": items})
-    };
+    let list = |items: Vec<Value>, kind: &str| json!({"apiVersion": "interactions.dev/v1alpha1", "kind": kind, "metadata": {}, "items": items});
     let pc = json!({
         "apiVersion": "interactions.dev/v1alpha1", "kind": "PhoneConfiguration",
         "metadata": {"name": "p", "namespace": "team-a"},
@@ -328,7 +326,13 @@ current-context: c
     for secret in ["SECRETTOKEN", "LS0tLS1", "client-key", "token"] {
         assert!(!error.contains(secret), "{secret} in {error}");
     }
-    assert!(error.starts_with(&format!("cannot parse kubeconfig {}: a YAML error at line ", path.display())), "{error}");
+    assert!(
+        error.starts_with(&format!(
+            "cannot parse kubeconfig {}: a YAML error at line ",
+            path.display()
+        )),
+        "{error}"
+    );
 }
 
 #[cfg(unix)]
@@ -336,7 +340,11 @@ current-context: c
 async fn a_failing_credential_plugin_is_named_by_command_and_status_only() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = dir.path().join("cred-plugin");
-    std::fs::write(&plugin, "#!/bin/sh\necho \"stdout-secret $PLUGIN_SECRET\"\necho stderr-secret >&2\nexit 3\n").unwrap();
+    std::fs::write(
+        &plugin,
+        "#!/bin/sh\necho \"stdout-secret $PLUGIN_SECRET\"\necho stderr-secret >&2\nexit 3\n",
+    )
+    .unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -377,7 +385,12 @@ users:
     .await
     .unwrap_err()
     .to_string();
-    for secret in ["ENVSECRETVALUE", "stdout-secret", "stderr-secret", "PLUGIN_SECRET"] {
+    for secret in [
+        "ENVSECRETVALUE",
+        "stdout-secret",
+        "stderr-secret",
+        "PLUGIN_SECRET",
+    ] {
         assert!(!error.contains(secret), "{secret} in {error}");
     }
     assert!(error.contains("failed with exit status 3"), "{error}");

@@ -587,9 +587,16 @@ fn metadata_is_checked_as_the_api_server_checks_it() {
     );
     let found = fields(serde_json::json!({"name": "ok", "labels": {"bad key!": "v v"}}));
     assert_eq!(found.len(), 2, "{found:#?}");
-    assert!(found[0].starts_with("metadata.labels: Invalid value: \"bad key!\": name part must consist"), "{found:#?}");
+    assert!(
+        found[0]
+            .starts_with("metadata.labels: Invalid value: \"bad key!\": name part must consist"),
+        "{found:#?}"
+    );
     let found = fields(serde_json::json!({"name": "ok", "namespace": "Not_A_Label"}));
-    assert!(found[0].starts_with("metadata.namespace: Invalid value: \"Not_A_Label\""), "{found:#?}");
+    assert!(
+        found[0].starts_with("metadata.namespace: Invalid value: \"Not_A_Label\""),
+        "{found:#?}"
+    );
 }
 
 #[test]
@@ -605,7 +612,11 @@ fn set_duplicates_are_found_in_linear_time() {
     let started = std::time::Instant::now();
     let _ = checker.check(&object, None);
     // Quadratic, this takes minutes in a debug build.
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -619,7 +630,10 @@ fn control_and_invisible_characters_are_refused_in_identifiers_and_providers() {
         })
     };
     let checker = AdmissionChecker::deployment_channel();
-    assert_eq!(checker.check(&web("https://example.com/chat?x=1"), None), vec![]);
+    assert_eq!(
+        checker.check(&web("https://example.com/chat?x=1"), None),
+        vec![]
+    );
     for bad in [
         "https://example.com/\u{1b}]52;c;aGk=\u{7}",
         "https://example.com/\u{9b}2J",

@@ -590,7 +590,10 @@ mod tests {
         assert_eq!(reviews.load(Ordering::SeqCst), before, "reviewed again");
         // An oversized token costs no review.
         let huge = "x".repeat(MAX_TOKEN_BYTES + 1);
-        assert_eq!(scrape(&router, Some(&huge)).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            scrape(&router, Some(&huge)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(reviews.load(Ordering::SeqCst), before);
     }
 
@@ -649,7 +652,10 @@ mod tests {
             tokio::spawn(async move { auth.access(&format!("t{i}")).await })
         });
         let answers = futures::future::join_all(many).await;
-        assert!(most.load(Ordering::SeqCst) <= MAX_CONCURRENT_REVIEWS, "{most:?} {reviews:?}");
+        assert!(
+            most.load(Ordering::SeqCst) <= MAX_CONCURRENT_REVIEWS,
+            "{most:?} {reviews:?}"
+        );
         assert!(
             answers
                 .iter()
