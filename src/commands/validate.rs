@@ -21,7 +21,9 @@ use crate::{
     core::field_error::{FieldError, FieldErrorType},
     core::index::{Index, ObjectKey},
     core::printable,
-    core::validation::{ValidChannel, validate_channel, validate_phone_configuration},
+    core::validation::{
+        ValidChannel, host_mixes_scripts, validate_channel, validate_phone_configuration,
+    },
 };
 
 /// One YAML document of an input.
@@ -576,15 +578,28 @@ pub fn check(documents: &[Document], options: Options) -> Report {
         if kind == "DeploymentChannel" {
             match serde_json::from_value::<DeploymentChannel>(document.value.clone()) {
                 Ok(mut channel) => match validate_channel(&channel.spec) {
-                    Ok(valid) => channels.push(Checked {
-                        // One without a namespace lands in the one it is applied to.
-                        object: {
-                            channel.metadata.namespace = Some(namespace_of(&document.value));
-                            channel
-                        },
-                        document,
-                        validation: Ok(valid),
-                    }),
+                    Ok(valid) => {
+                        // A host that mixes scripts may imitate another's.
+                        if let ValidChannel::Web { url, .. } = &valid
+                            && host_mixes_scripts(url)
+                        {
+                            report.warnings.push(format!(
+                                "{}: DeploymentChannel/{name}: spec.channelIdentifier: the host of {:?} mixes scripts (it is {}), which may imitate another site",
+                                position(&document.source, document.index, document.item),
+                                channel.spec.channel_identifier,
+                                url.host_str().unwrap_or_default()
+                            ));
+                        }
+                        channels.push(Checked {
+                            // One without a namespace lands in the one it is applied to.
+                            object: {
+                                channel.metadata.namespace = Some(namespace_of(&document.value));
+                                channel
+                            },
+                            document,
+                            validation: Ok(valid),
+                        })
+                    }
                     Err(errors) => errors.iter().for_each(&mut problem),
                 },
                 Err(e) => problem(&FieldError::new("spec", format!("cannot be read: {e}"))),

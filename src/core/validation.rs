@@ -150,7 +150,7 @@ impl ValidChannel {
             ValidChannel::Calls { number, .. } | ValidChannel::Sms { number, .. } => {
                 number.as_str().to_string()
             }
-            ValidChannel::Web { url, .. } => url.as_str().trim_end_matches('/').to_string(),
+            ValidChannel::Web { url, .. } => web_claim(url),
             ValidChannel::Mobile { app_id, .. } => app_id.clone(),
         };
         Claim {
@@ -256,6 +256,19 @@ pub fn validate_phone_configuration(
         .map_err(|e| errors.push(FieldError::new("spec.phoneNumber", e)))
         .ok();
     check_length(&mut errors, "spec.provider", &spec.provider, 1, 63);
+    if let Some(c) = spec
+        .provider
+        .chars()
+        .find(|c| crate::core::printable::is_unsafe(*c))
+    {
+        errors.push(FieldError::new(
+            "spec.provider",
+            format!(
+                "holds the control or invisible character U+{:04X}: remove it",
+                c as u32
+            ),
+        ));
+    }
     if spec.capabilities.is_empty() {
         errors.push(FieldError::new(
             "spec.capabilities",
@@ -412,8 +425,87 @@ pub fn check_object_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The normal form of a WEB identifier, which two channels claim when it is
+/// the same: the URL as the `url` crate normalises it (lower-case scheme
+/// and host, IDNA hosts in punycode, default port dropped), and then
+/// without what does not change the page a browser opens: the host's
+/// trailing dot, an empty query (`?`), the fragment (`#...`), a trailing
+/// slash; percent-encoding in one form (unreserved characters decoded, hex
+/// digits upper-case). Hosts in different scripts stay different claims.
+pub fn web_claim(url: &Url) -> String {
+    let mut url = url.clone();
+    url.set_fragment(None);
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+    if let Some(host) = url.host_str()
+        && host.len() > 1
+        && host.ends_with('.')
+    {
+        let trimmed = host.trim_end_matches('.').to_string();
+        let _ = url.set_host(Some(&trimmed));
+    }
+    let path = normal_percent_encoding(url.path());
+    url.set_path(&path);
+    if let Some(query) = url.query().map(normal_percent_encoding) {
+        url.set_query(Some(&query));
+    }
+    url.as_str().trim_end_matches('/').to_string()
+}
+
+/// Percent-encoding in one form: `%XX` of an unreserved character decoded,
+/// every other `%xx` written with upper-case hex digits.
+fn normal_percent_encoding(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
+            let hex = &text[i + 1..i + 3];
+            let value = u8::from_str_radix(hex, 16).expect("two hex digits");
+            if value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~') {
+                out.push(value as char);
+            } else {
+                out.push('%');
+                out.push_str(&hex.to_ascii_uppercase());
+            }
+            i += 3;
+        } else {
+            let c = text[i..].chars().next().expect("in bounds");
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+/// Whether a URL's host mixes scripts in one label (Latin letters beside
+/// Cyrillic, Greek, ...), the mark of a host that imitates another.
+pub fn host_mixes_scripts(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let (unicode, _) = idna::domain_to_unicode(host);
+    unicode.split('.').any(|label| {
+        let ascii = label.chars().any(|c| c.is_ascii_alphabetic());
+        let other = label.chars().any(|c| c.is_alphabetic() && !c.is_ascii());
+        ascii && other
+    })
+}
+
 /// An absolute http or https URL with a host and no user-info.
 pub fn parse_web_url(text: &str) -> Result<Url, String> {
+    if let Some(c) = text.chars().find(|c| crate::core::printable::is_unsafe(*c)) {
+        return Err(format!(
+            "{:?} holds the control or invisible character U+{:04X}: remove it",
+            crate::core::printable::escape(text),
+            c as u32
+        ));
+    }
     let url = Url::parse(text).map_err(|e| format!("{text:?} is not a valid URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
@@ -740,6 +832,46 @@ mod tests {
             claim("https://example.com")
         );
         assert_ne!(claim("http://example.com"), claim("https://example.com"));
+        for same in [
+            "https://example.com.",
+            "https://example.com./",
+            "https://example.com/?",
+            "https://example.com/#x",
+            "https://example.com#",
+            "https://EXAMPLE.com.:443/?#top",
+        ] {
+            assert_eq!(claim(same), claim("https://example.com"), "{same}");
+        }
+        assert_eq!(
+            claim("https://example.com/%7Echat"),
+            claim("https://example.com/~chat")
+        );
+        assert_eq!(
+            claim("https://example.com/a%2fb"),
+            claim("https://example.com/a%2Fb")
+        );
+        assert_ne!(
+            claim("https://example.com/a%2Fb"),
+            claim("https://example.com/a/b")
+        );
+        assert_eq!(
+            claim("https://example.com/?q=%61"),
+            claim("https://example.com/?q=a")
+        );
+        // A host in another script (Cyrillic 'е') is another claim.
+        assert_ne!(
+            claim("https://\u{435}xample.com"),
+            claim("https://example.com")
+        );
+        assert!(host_mixes_scripts(
+            &parse_web_url("https://\u{435}xample.com").unwrap()
+        ));
+        assert!(!host_mixes_scripts(
+            &parse_web_url("https://example.com").unwrap()
+        ));
+        assert!(!host_mixes_scripts(
+            &parse_web_url("https://\u{4f8b}\u{5b50}.jp").unwrap()
+        ));
         assert_eq!(
             &*claim("https://example.com").identifier,
             "https://example.com"

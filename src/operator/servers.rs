@@ -168,9 +168,8 @@ async fn serve_connection(
         None => http1(stream, router, limits, stopped).await,
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.get_inner());
-            if let Ok(Ok(stream)) =
-                tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await
-            {
+            let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
+            if let Ok(Ok(stream)) = handshake.await {
                 http1(stream, router, limits, stopped).await;
             }
         }

@@ -63,8 +63,9 @@ pub struct PhoneConfigurationSpec {
     #[schemars(transform = super::rules::e164_rule)]
     pub phone_number: String,
 
-    /// Telephony provider that serves the number, 1 to 63 characters.
-    #[schemars(length(min = 1, max = 63))]
+    /// Telephony provider that serves the number, 1 to 63 characters, none
+    /// of them a control or invisible format character.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[^\p{Cc}\p{Cf}]*$"))]
     pub provider: String,
 
     /// What the number can do: VOICE (needed by CALLS channels) and/or SMS

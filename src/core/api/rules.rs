@@ -118,7 +118,10 @@ fn identifier(types: &[&str], pattern: &str, message: &'static str, expected: &s
 /// RE2 form of the E.164 shape: `+`, then 2–15 digits, no leading 0.
 pub const E164_PATTERN: &str = r"^\+[1-9][0-9]{1,14}$";
 /// RE2 form of an absolute http(s) URL with a host and no user-info.
-const URL_PATTERN: &str = r"^https?://[^/?#@\s]+([/?#]\S*)?$";
+/// No control character (C0, DEL, C1: `Cc`) or invisible format character
+/// (bidi controls, zero-width: `Cf`) anywhere: they can never be part of a
+/// URL a person reads, and would reach the terminals that show it.
+const URL_PATTERN: &str = r"^https?://[^/?#@\s\p{Cc}\p{Cf}]+([/?#][^\s\p{Cc}\p{Cf}]*)?$";
 /// RE2 form of a reverse-DNS app identifier.
 const REVERSE_DNS_PATTERN: &str = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$";
 /// RE2 form of a lower-case RFC 1123 subdomain, the shape of a Kubernetes object name.
