@@ -378,31 +378,33 @@ fn free_port() -> Result<u16, String> {
 
 /// The minor version a kube-apiserver binary reports (`Kubernetes v1.36.2`).
 fn binary_minor(bin: &Path) -> Result<u32, String> {
-    let out = Command::new(bin)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .last()
-        .and_then(|v| v.trim_start_matches('v').split('.').nth(1))
-        .and_then(|m| m.parse().ok())
-        .filter(|m| *m > 0)
-        .ok_or_else(|| format!("cannot tell the version of {} from {text:?}", bin.display()))
+    reported_version(bin, |text| {
+        text.split_whitespace()
+            .last()
+            .and_then(|v| v.trim_start_matches('v').split('.').nth(1))
+            .and_then(|m| m.parse().ok())
+            .filter(|m| *m > 0)
+    })
 }
 
 /// The version an etcd binary reports (`etcd Version: 3.6.16`).
 fn etcd_version(bin: &Path) -> Result<String, String> {
+    reported_version(bin, |text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("etcd Version: "))
+            .map(|v| v.trim().to_string())
+    })
+}
+
+/// What `parse` reads from `bin --version`.
+fn reported_version<T>(bin: &Path, parse: impl Fn(&str) -> Option<T>) -> Result<T, String> {
     let out = Command::new(bin)
         .arg("--version")
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("etcd Version: "))
-        .map(|v| v.trim().to_string())
+    parse(&text)
         .ok_or_else(|| format!("cannot tell the version of {} from {text:?}", bin.display()))
 }
 
