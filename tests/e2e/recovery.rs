@@ -30,6 +30,19 @@ fn calls(name: &str, number: &str, phone_configuration: &str) -> Value {
 
 /// Waits until the PhoneConfiguration's status describes its current spec
 /// with `bound` channels.
+/// An operator with PhoneConfiguration `line` and its CALLS channel
+/// `support` converged: the channel Ready, `line` bound to it.
+async fn converged_line(ctx: &Ctx) -> Operator {
+    let operator = Operator::start(ctx).await;
+    ctx.must_apply(&phone("line", "+12125551234", &["VOICE"]))
+        .await;
+    ctx.must_apply(&calls("support", "+12125551234", "line"))
+        .await;
+    ctx.wait_ready("support", "True", "Ready").await;
+    wait_phone_status(ctx, "line", 1, Duration::from_secs(30)).await;
+    operator
+}
+
 async fn wait_phone_status(ctx: &Ctx, name: &str, bound: i64, within: Duration) {
     ctx.eventually(
         &format!("{name}: status at its generation with boundChannels {bound}"),
@@ -49,13 +62,7 @@ async fn wait_phone_status(ctx: &Ctx, name: &str, bound: i64, within: Duration) 
 /// references gets a new spec: the status follows the spec within seconds,
 /// not when the churn stops (nor after `--bound-channels-refresh-seconds`).
 async fn edited_phone_configuration_gets_its_status_under_channel_churn(ctx: Ctx) {
-    let operator = Operator::start(&ctx).await;
-    ctx.must_apply(&phone("line", "+12125551234", &["VOICE"]))
-        .await;
-    ctx.must_apply(&calls("support", "+12125551234", "line"))
-        .await;
-    ctx.wait_ready("support", "True", "Ready").await;
-    wait_phone_status(&ctx, "line", 1, Duration::from_secs(30)).await;
+    let operator = converged_line(&ctx).await;
 
     let churn = {
         let ctx = ctx.clone();
@@ -86,13 +93,7 @@ async fn edited_phone_configuration_gets_its_status_under_channel_churn(ctx: Ctx
 /// channel, edited by someone else through the status subresource, are
 /// written back within seconds.
 async fn foreign_status_edits_are_put_right(ctx: Ctx) {
-    let operator = Operator::start(&ctx).await;
-    ctx.must_apply(&phone("line", "+12125551234", &["VOICE"]))
-        .await;
-    ctx.must_apply(&calls("support", "+12125551234", "line"))
-        .await;
-    ctx.wait_ready("support", "True", "Ready").await;
-    wait_phone_status(&ctx, "line", 1, Duration::from_secs(30)).await;
+    let operator = converged_line(&ctx).await;
 
     let status = PatchParams::default();
     ctx.phones()
