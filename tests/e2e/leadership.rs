@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::{
     faults::Private,
     harness::{api_requests, is_write},
-    runtime::{FAST_LEASE, Replica, election},
+    runtime::{FAST_LEASE, FAST_LEASE_DURATION, Replica, election},
     scenarios,
     support::{Ctx, Scenario, channel},
 };
@@ -243,7 +243,7 @@ async fn a_killed_leader_hands_over_to_a_warm_standby(ctx: Ctx) {
     ctx.must_apply(&web("after-kill")).await;
     ctx.wait_ready("after-kill", "True", "Ready").await;
     assert!(
-        killed.elapsed() < Duration::from_secs(5 + 5),
+        killed.elapsed() < FAST_LEASE_DURATION + Duration::from_secs(5),
         "Ready {:?} after the kill",
         killed.elapsed()
     );
