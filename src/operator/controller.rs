@@ -192,6 +192,19 @@ impl Context {
         }
     }
 
+    /// Reads the index once both caches are listed and no relist is being
+    /// applied. Checked under the index's lock, which a relist takes to
+    /// begin: the read never sees part of one.
+    pub async fn settled_index<T>(&self, read: impl Fn(&Index) -> T) -> T {
+        loop {
+            self.readiness.settled().await;
+            let index = self.index();
+            if self.readiness.is_settled() {
+                return read(&index);
+            }
+        }
+    }
+
     /// The index, for a short read or update.
     pub fn index(&self) -> MutexGuard<'_, Index> {
         self.index.lock()
@@ -475,8 +488,10 @@ pub async fn run_with_leadership(
     // are not lost.
     // Streaming lists where the API server offers them, else pages of 500.
     let watch_config = watcher::Config::default().page_size(500).streaming_lists();
-    let (channel_notices, channel_notices_rx) = mpsc::unbounded();
-    let (phone_notices, phone_notices_rx) = mpsc::unbounded();
+    let (channel_notices, phone_notices) = (
+        unreadable::Mailbox::default(),
+        unreadable::Mailbox::default(),
+    );
     let channel_watch = unreadable::decoded(
         watch::resuming(
             scoped::<Stored<DeploymentChannel>>(&client, namespace),
@@ -571,8 +586,8 @@ pub async fn run_with_leadership(
         }
     };
     let reporting = futures::future::join(
-        unreadable::report(channel_notices_rx, channel_notices, ctx.clone()),
-        unreadable::report(phone_notices_rx, phone_notices, ctx.clone()),
+        unreadable::report::<DeploymentChannel>(channel_notices, ctx.clone()),
+        unreadable::report::<PhoneConfiguration>(phone_notices, ctx.clone()),
     );
     let table_sizes = {
         let ctx = ctx.clone();

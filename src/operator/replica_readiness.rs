@@ -9,11 +9,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
+const CHANNELS: u8 = 1;
+const PHONE_CONFIGURATIONS: u8 = 2;
+
 /// The readiness of one replica, shared by the controllers and the HTTP server.
 #[derive(Debug)]
 pub struct ReplicaReadiness {
     channels: watch::Sender<bool>,
     phone_configurations: watch::Sender<bool>,
+    /// Which caches are being relisted ([`CHANNELS`], [`PHONE_CONFIGURATIONS`]):
+    /// the caches and the index then hold part of the new list, which no
+    /// reconcile reads.
+    relisting: watch::Sender<u8>,
     /// The CRDs are installed and the permissions granted.
     requirements_met: AtomicBool,
     /// `caches_synced` on `/metrics`, kept equal to [`ReplicaReadiness::caches_whole`].
@@ -27,21 +34,50 @@ impl ReplicaReadiness {
         Self {
             channels: watch::Sender::new(false),
             phone_configurations: watch::Sender::new(false),
+            relisting: watch::Sender::new(0),
             requirements_met: AtomicBool::new(false),
             synced_gauge,
         }
     }
 
+    /// A list of DeploymentChannels started: until it completes, the
+    /// cache and the index are being updated in place.
+    pub fn channels_relisting(&self) {
+        self.relisting.send_modify(|kinds| *kinds |= CHANNELS);
+    }
+
+    /// A list of PhoneConfigurations started.
+    pub fn phone_configurations_relisting(&self) {
+        self.relisting
+            .send_modify(|kinds| *kinds |= PHONE_CONFIGURATIONS);
+    }
+
     /// The DeploymentChannel cache holds a full list.
     pub fn channels_listed(&self) {
         self.channels.send_replace(true);
+        self.relisting.send_modify(|kinds| *kinds &= !CHANNELS);
         self.export();
     }
 
     /// The PhoneConfiguration cache holds a full list.
     pub fn phone_configurations_listed(&self) {
         self.phone_configurations.send_replace(true);
+        self.relisting
+            .send_modify(|kinds| *kinds &= !PHONE_CONFIGURATIONS);
         self.export();
+    }
+
+    /// Waits until both caches hold a full list and neither is being
+    /// relisted: what a reconcile reads is then one consistent state, never
+    /// a relist applied in part.
+    pub async fn settled(&self) {
+        self.channels().await;
+        self.phone_configurations().await;
+        let _ = self
+            .relisting
+            .subscribe()
+            .wait_for(|kinds| *kinds == 0)
+            .await;
     }
 
     /// The caches are gone (the controllers stopped) or are being rebuilt.
@@ -69,6 +105,11 @@ impl ReplicaReadiness {
             .subscribe()
             .wait_for(|listed| *listed)
             .await;
+    }
+
+    /// Whether both caches hold a full list and neither is being relisted.
+    pub fn is_settled(&self) -> bool {
+        self.caches_whole() && *self.relisting.borrow() == 0
     }
 
     /// Whether both caches hold a full list.
@@ -116,6 +157,29 @@ mod tests {
         assert!(!readiness.is_ready());
         readiness.set_requirements_met(true);
         assert!(readiness.is_ready());
+    }
+
+    #[tokio::test]
+    async fn reconciles_wait_while_either_cache_is_relisted() {
+        let readiness = std::sync::Arc::new(ReplicaReadiness::new(Gauge::default()));
+        readiness.set_requirements_met(true);
+        readiness.channels_listed();
+        readiness.phone_configurations_listed();
+        readiness.settled().await;
+
+        readiness.channels_relisting();
+        readiness.phone_configurations_relisting();
+        // Still ready: the caches stay whole while they are relisted.
+        assert!(readiness.is_ready());
+        let waiting = tokio::spawn({
+            let readiness = readiness.clone();
+            async move { readiness.settled().await }
+        });
+        readiness.channels_listed();
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "settled with a relist in progress");
+        readiness.phone_configurations_listed();
+        waiting.await.unwrap();
     }
 
     #[tokio::test]

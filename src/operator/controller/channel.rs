@@ -34,11 +34,11 @@ pub async fn reconcile_channel(channel: Arc<CachedChannel>, ctx: Arc<Context>) -
 }
 
 async fn reconcile(channel: &CachedChannel, ctx: &Context) -> Result<Written, Error> {
-    // References are answered from the PhoneConfiguration cache: wait for its first full list.
-    ctx.readiness.phone_configurations().await;
+    // References are answered from the PhoneConfiguration cache and claims
+    // from the index: both complete, never a relist applied in part.
     let key = &channel.key;
+    let claim_holder = ctx.settled_index(|index| index.claim_holder(key)).await;
     let validation = validate_channel(&channel.spec);
-    let claim_holder = ctx.index().claim_holder(key);
     let cached = channel.status.as_ref().map(|summary| Current {
         digest: summary.digest(),
         status: summary.previous(),

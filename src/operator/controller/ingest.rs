@@ -218,6 +218,11 @@ pub(super) async fn channels(
                 let cached = cache.get(&key);
                 relisted.listed(key, cached.as_ref().map(|c| &*c.resource_version), channel);
             }
+            if let watcher::Event::Init = &event {
+                // Under the index's lock: see `Context::settled_index`.
+                let _index = tables.index.lock();
+                ctx.readiness.channels_relisting();
+            }
             let affected = feed.on(&event, &mut tables);
             tables.tally.export(&metrics);
             metrics
@@ -384,6 +389,9 @@ pub(super) async fn phone_configurations(
                 if !ctx.phone_status.cached(&key, version.unwrap_or_default()) {
                     now.insert(key);
                 }
+            }
+            if let watcher::Event::Init = &event {
+                ctx.readiness.phone_configurations_relisting();
             }
             let changed = feed.on(&event, &mut tables);
             ctx.metrics

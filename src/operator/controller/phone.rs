@@ -27,14 +27,13 @@ pub async fn reconcile_phone_configuration(
 }
 
 async fn reconcile(phone: &PhoneConfiguration, ctx: &Context) -> Result<Written, Error> {
-    // boundChannels comes from the index, complete once the channel cache has its first list.
-    ctx.readiness.channels().await;
+    // boundChannels comes from the index: complete, never a relist applied in part.
     let key = ObjectKey::of(phone).ok_or(Error::MissingMetadata("name"))?;
+    let bound = ctx.settled_index(|index| index.bound_channels(&key)).await;
     let namespace = phone
         .namespace()
         .ok_or(Error::MissingMetadata("namespace"))?;
     let validation = validate_phone_configuration(&phone.spec);
-    let bound = ctx.index().bound_channels(&key);
     let version = phone
         .metadata
         .resource_version

@@ -9,9 +9,11 @@
 //! server accepts that status.
 
 mod decoding;
+mod mailbox;
 mod registry;
 mod reporting;
 
 pub use decoding::decoded;
+pub use mailbox::Mailbox;
 pub use registry::UnreadableRegistry;
 pub use reporting::report;

@@ -3,32 +3,22 @@
 use std::sync::Arc;
 
 use foldhash::HashSet;
-use futures::{Stream, StreamExt, channel::mpsc, future};
+use futures::{Stream, StreamExt, future};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
 use tracing::{info, warn};
 
-use super::UnreadableRegistry;
+use super::{
+    UnreadableRegistry,
+    mailbox::{Mailbox, Notice, Sighting},
+};
 use crate::{
     core::{
         decoding::{Decodable, Stored, decode},
-        field_error::FieldError,
         index::ObjectKey,
     },
     operator::controller::watch::ListedKeys,
 };
-
-/// What the decoding tells the rest of the operator about one object.
-pub enum Notice<K> {
-    /// The object cannot be read: report the problem.
-    Unreadable(FieldError, Box<Stored<K>>),
-    /// The object can be read again: its report is over.
-    Readable(ObjectKey),
-    /// The object is gone: every table kept for it forgets it.
-    Gone(ObjectKey),
-    /// Try a failed report again.
-    Retry(ObjectKey),
-}
 
 /// Decodes each stored object of a watch on its own (`cached` names the
 /// objects the cache holds). Readable objects go on
@@ -40,7 +30,7 @@ pub fn decoded<K>(
     events: impl Stream<Item = watcher::Result<watcher::Event<Stored<K>>>> + Send,
     unreadable: Arc<UnreadableRegistry>,
     cached: impl Fn() -> Vec<ObjectKey> + Send + 'static,
-    notices: mpsc::UnboundedSender<Notice<K>>,
+    notices: Mailbox,
 ) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send
 where
     K: Decodable + Clone + Send + Sync + 'static,
@@ -72,7 +62,7 @@ where
                     cached().into_iter().chain(unreadable.keys()).collect();
                 for key in listed.finish(known) {
                     unreadable.clear(&key);
-                    let _ = notices.unbounded_send(Notice::Gone(key));
+                    notices.send(key, Notice::Gone);
                 }
                 Some(watcher::Event::InitDone)
             }
@@ -86,7 +76,7 @@ where
             watcher::Event::Delete(stored) => {
                 if let Some(key) = ObjectKey::of(&stored) {
                     unreadable.clear(&key);
-                    let _ = notices.unbounded_send(Notice::Gone(key));
+                    notices.send(key, Notice::Gone);
                 }
                 let object = decode(stored).unwrap_or_else(|(_, s)| K::placeholder(s.metadata));
                 Some(watcher::Event::Delete(object))
@@ -101,7 +91,7 @@ fn read<K: Decodable>(
     stored: Stored<K>,
     key: Option<ObjectKey>,
     unreadable: &UnreadableRegistry,
-    notices: &mpsc::UnboundedSender<Notice<K>>,
+    notices: &Mailbox,
 ) -> Result<K, Box<ObjectMeta>> {
     let kind = unreadable.kind().as_str();
     match decode(stored) {
@@ -110,7 +100,7 @@ fn read<K: Decodable>(
                 && unreadable.clear(&key)
             {
                 info!(kind, object = %key, "object can be read again");
-                let _ = notices.unbounded_send(Notice::Readable(key));
+                notices.send(key, Notice::Readable);
             }
             Ok(object)
         }
@@ -120,9 +110,12 @@ fn read<K: Decodable>(
                 if unreadable.problem(&key).as_ref() != Some(&problem) {
                     warn!(kind, object = %key, %problem, "cannot read object: skipping it until it is fixed");
                 }
-                unreadable.set(key, problem.clone());
+                unreadable.set(key.clone(), problem.clone());
+                notices.send(
+                    key,
+                    Notice::Unreadable(Box::new(Sighting::of(problem, stored))),
+                );
             }
-            let _ = notices.unbounded_send(Notice::Unreadable(problem, Box::new(stored)));
             Err(metadata)
         }
     }
@@ -180,19 +173,28 @@ mod tests {
             .collect()
     }
 
-    fn notices(rx: &mut mpsc::UnboundedReceiver<Notice<DeploymentChannel>>) -> Vec<String> {
-        let mut seen = Vec::new();
-        while let Ok(notice) = rx.try_recv() {
-            seen.push(match notice {
-                Notice::Unreadable(problem, stored) => format!(
-                    "Unreadable {}: {problem}",
-                    stored.metadata.name.as_deref().unwrap()
-                ),
-                Notice::Readable(key) => format!("Readable {}", key.name),
-                Notice::Gone(key) => format!("Gone {}", key.name),
-                Notice::Retry(key) => format!("Retry {}", key.name),
-            });
+    /// The notices left, by object name.
+    async fn notices(mailbox: &Mailbox) -> Vec<String> {
+        if mailbox.is_empty() {
+            return Vec::new();
         }
+        let mut seen: Vec<String> = mailbox
+            .take()
+            .await
+            .into_iter()
+            .map(|(key, pending)| {
+                let forget = if pending.forget { " (forget)" } else { "" };
+                match pending.notice {
+                    Notice::Unreadable(sighting) => {
+                        format!("Unreadable {}{forget}: {}", key.name, sighting.problem)
+                    }
+                    Notice::Readable => format!("Readable {}{forget}", key.name),
+                    Notice::Gone => format!("Gone {}", key.name),
+                    Notice::Retry => format!("Retry {}{forget}", key.name),
+                }
+            })
+            .collect();
+        seen.sort();
         seen
     }
 
@@ -200,13 +202,13 @@ mod tests {
         events: Vec<watcher::Event<Stored<DeploymentChannel>>>,
         unreadable: &Arc<UnreadableRegistry>,
         cache: ChannelCache,
-        tx: mpsc::UnboundedSender<Notice<DeploymentChannel>>,
+        tx: Mailbox,
     ) -> Vec<watcher::Event<DeploymentChannel>> {
         decoded(
             stream::iter(events.into_iter().map(Ok)),
             unreadable.clone(),
             move || cache.keys(),
-            tx,
+            tx.clone(),
         )
         .map(|e| e.unwrap())
         .collect()
@@ -221,7 +223,7 @@ mod tests {
             metrics.clone(),
         ));
         let cache = ChannelCache::default();
-        let (tx, mut rx) = mpsc::unbounded();
+        let tx = Mailbox::default();
         let out = run(
             vec![
                 watcher::Event::Init,
@@ -242,10 +244,10 @@ mod tests {
         );
         let fax = r#"spec.deploymentType: Unsupported value: "FAX": supported values: "CALLS", "SMS", "WEB", "MOBILE""#;
         assert_eq!(
-            notices(&mut rx),
+            notices(&tx).await,
             [
-                format!("Unreadable b: {fax}"),
-                format!("Unreadable a: {fax}")
+                format!("Unreadable a: {fax}"),
+                format!("Unreadable b: {fax}")
             ]
         );
         assert_eq!(unreadable.len(), 2);
@@ -270,11 +272,11 @@ mod tests {
             ],
             &unreadable,
             cache,
-            tx,
+            tx.clone(),
         )
         .await;
         assert_eq!(names(&out), ["Apply a", "Init", "InitApply a", "InitDone"]);
-        assert_eq!(notices(&mut rx), ["Readable a", "Gone b"]);
+        assert_eq!(notices(&tx).await, ["Gone b", "Readable a"]);
         assert!(unreadable.is_empty());
         assert!(metrics.render().contains(
             "deploymentchannel_operator_unreadable_objects{kind=\"DeploymentChannel\"} 0"
@@ -288,7 +290,7 @@ mod tests {
             Arc::new(Metrics::default()),
         ));
         let cache = ChannelCache::default();
-        let (tx, mut rx) = mpsc::unbounded();
+        let tx = Mailbox::default();
         let out = run(
             vec![
                 watcher::Event::Apply(bad("b")),
@@ -297,12 +299,12 @@ mod tests {
             ],
             &unreadable,
             cache,
-            tx,
+            tx.clone(),
         )
         .await;
         assert_eq!(names(&out), ["Delete b", "Delete b", "Delete a"]);
-        let seen = notices(&mut rx);
-        assert_eq!(seen[1..], ["Gone b", "Gone a"]);
+        // b's sighting is replaced: one entry per object.
+        assert_eq!(notices(&tx).await, ["Gone a", "Gone b"]);
         assert!(unreadable.is_empty());
     }
 }

@@ -4,8 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use foldhash::HashMap;
-use futures::{StreamExt, channel::mpsc};
+use foldhash::{HashMap, HashSet};
 use kube::{
     Api, Resource,
     api::{ApiResource, DynamicObject},
@@ -13,16 +12,17 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
+use tokio::task::AbortHandle;
 use tracing::warn;
 
-use super::decoding::Notice;
+use super::mailbox::{Mailbox, Notice, Pending, Sighting};
 use crate::{
     core::{
         api::{
             DeploymentChannel, DeploymentChannelStatus, PhoneConfiguration,
             PhoneConfigurationStatus, find_condition,
         },
-        decoding::{Decodable, Stored},
+        decoding::Decodable,
         desired_status::{self, ChannelFacts},
         field_error::FieldError,
         index::ObjectKey,
@@ -110,88 +110,120 @@ impl Reported for PhoneConfiguration {
 }
 
 /// What was reported about one unreadable object.
-struct Report<K: Reported> {
-    /// The latest stored form, for a retry.
-    stored: Box<Stored<K>>,
-    problem: FieldError,
+struct Report {
+    /// What the report needs of its latest stored form.
+    sighting: Box<Sighting>,
     /// The problem an Event was recorded for.
     event_for: Option<FieldError>,
     /// The problem and generation whose status the API server refused.
     refused: Option<(FieldError, Option<i64>)>,
     /// (resourceVersion the write replaced, the status written).
-    written: Option<(String, K::Status)>,
+    written: Option<(String, Value)>,
     failures: u32,
+    /// The one pending retry, if a write failed.
+    retry: Option<AbortHandle>,
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if let Some(retry) = self.retry.take() {
+            retry.abort();
+        }
+    }
 }
 
 /// Reports unreadable objects of one kind, and has every per-object table
-/// forget the objects that are gone, until `notices` closes. `retries`
-/// sends to `notices`.
-pub async fn report<K: Reported>(
-    mut notices: mpsc::UnboundedReceiver<Notice<K>>,
-    retries: mpsc::UnboundedSender<Notice<K>>,
-    ctx: Arc<Context>,
-) {
-    let mut reports: HashMap<ObjectKey, Report<K>> = HashMap::default();
+/// forget the objects that are gone. Keeps one report per unreadable
+/// object; a standby keeps its reports (not a queue) for when it leads.
+pub async fn report<K: Reported>(notices: Mailbox, ctx: Arc<Context>) {
+    let mut reports: HashMap<ObjectKey, Report> = HashMap::default();
+    // The objects whose report is to be (re)done once this replica leads.
+    let mut due: HashSet<ObjectKey> = HashSet::default();
+    let table = match K::KIND {
+        Kind::DeploymentChannel => "unreadable_channel_reports",
+        Kind::PhoneConfiguration => "unreadable_phone_configuration_reports",
+    };
     loop {
-        // A standby keeps the notices for when it leads.
-        ctx.leadership.acquired().await;
-        let Some(notice) = notices.next().await else {
-            break;
-        };
-        let key = match notice {
-            Notice::Gone(key) => {
-                reports.remove(&key);
-                ctx.forget(K::KIND, &key);
-                continue;
-            }
-            Notice::Readable(key) => {
-                reports.remove(&key);
-                continue;
-            }
-            Notice::Retry(key) => key,
-            Notice::Unreadable(problem, stored) => {
-                let Some(key) = ObjectKey::of(stored.as_ref()) else {
-                    continue;
-                };
-                match reports.get_mut(&key) {
-                    Some(report) => {
-                        report.stored = stored;
-                        report.problem = problem;
-                    }
-                    None => {
-                        reports.insert(
-                            key.clone(),
-                            Report {
-                                stored,
-                                problem,
-                                event_for: None,
-                                refused: None,
-                                written: None,
-                                failures: 0,
-                            },
-                        );
-                    }
+        let leading = ctx.leadership.is_leading();
+        tokio::select! {
+            taken = notices.take() => {
+                for (key, pending) in taken {
+                    take_notice(&ctx, K::KIND, &mut reports, &mut due, key, pending);
                 }
-                key
             }
-        };
-        let table = match K::KIND {
-            Kind::DeploymentChannel => "unreadable_channel_reports",
-            Kind::PhoneConfiguration => "unreadable_phone_configuration_reports",
-        };
+            _ = ctx.leadership.acquired(), if !leading && !due.is_empty() => {}
+        }
         ctx.metrics
             .table_entries
             .get_or_create(&TableLabels { table })
             .set(reports.len() as i64);
-        let Some(report) = reports.get_mut(&key) else {
+        if !ctx.leadership.is_leading() {
             continue;
-        };
-        if let Err(delay) = report_one(&ctx, &key, report).await {
-            let retries = retries.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = retries.unbounded_send(Notice::Retry(key));
-            });
+        }
+        for key in std::mem::take(&mut due) {
+            let Some(report) = reports.get_mut(&key) else {
+                continue;
+            };
+            if let Err(delay) = report_one::<K>(&ctx, &key, report).await {
+                if let Some(previous) = report.retry.take() {
+                    previous.abort();
+                }
+                let notices = notices.clone();
+                report.retry = Some(
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        notices.send(key, Notice::Retry);
+                    })
+                    .abort_handle(),
+                );
+            }
+        }
+    }
+}
+
+/// Applies one object's news to the reports.
+fn take_notice(
+    ctx: &Context,
+    kind: Kind,
+    reports: &mut HashMap<ObjectKey, Report>,
+    due: &mut HashSet<ObjectKey>,
+    key: ObjectKey,
+    pending: Pending,
+) {
+    if pending.forget {
+        reports.remove(&key);
+        due.remove(&key);
+        ctx.forget(kind, &key);
+    }
+    match pending.notice {
+        Notice::Gone => {}
+        Notice::Readable => {
+            reports.remove(&key);
+            due.remove(&key);
+        }
+        Notice::Retry => {
+            if reports.contains_key(&key) {
+                due.insert(key);
+            }
+        }
+        Notice::Unreadable(sighting) => {
+            match reports.get_mut(&key) {
+                Some(report) => report.sighting = sighting,
+                None => {
+                    reports.insert(
+                        key.clone(),
+                        Report {
+                            sighting,
+                            event_for: None,
+                            refused: None,
+                            written: None,
+                            failures: 0,
+                            retry: None,
+                        },
+                    );
+                }
+            }
+            due.insert(key);
         }
     }
 }
@@ -201,30 +233,27 @@ pub async fn report<K: Reported>(
 async fn report_one<K: Reported>(
     ctx: &Context,
     key: &ObjectKey,
-    report: &mut Report<K>,
+    report: &mut Report,
 ) -> Result<(), Duration> {
     let kind = K::KIND.as_str();
     if ctx.unreadable(K::KIND).problem(key).is_none() {
         // Readable (or gone) since this report was queued: nothing to say.
         return Ok(());
     }
-    let stored = &report.stored;
-    let version = stored.metadata.resource_version.clone().unwrap_or_default();
-    let generation = stored.metadata.generation;
-    let cached: Option<K::Status> = stored
-        .rest
-        .get("status")
-        .and_then(|s| serde_json::from_value(s.clone()).ok());
-    let previous = match &report.written {
-        Some((replaced, written)) if *replaced == version => Some(written.clone()),
-        _ => cached,
-    };
-    let message = report.problem.to_string();
+    let sighting = &report.sighting;
+    let version = sighting.version.clone();
+    let generation = sighting.generation;
+    let previous: Option<K::Status> = match &report.written {
+        Some((replaced, written)) if *replaced == version => Some(written),
+        _ => sighting.status.as_ref(),
+    }
+    .and_then(|status| serde_json::from_value(status.clone()).ok());
+    let message = report.sighting.problem.to_string();
     let already_says_so = previous
         .as_ref()
         .and_then(|s| K::ready_message(s))
         .is_some_and(|m| m == message);
-    if report.event_for.as_ref() != Some(&report.problem) && !already_says_so {
+    if report.event_for.as_ref() != Some(&report.sighting.problem) && !already_says_so {
         let event = Event {
             type_: EventType::Warning,
             reason: REASON.into(),
@@ -234,13 +263,19 @@ async fn report_one<K: Reported>(
             action: "Decode".into(),
             secondary: None,
         };
-        let regarding = stored.object_ref(&());
+        let regarding = sighting.reference.clone();
         events::publish(ctx, K::KIND, key, &event, &regarding, REASON).await;
     }
-    report.event_for = Some(report.problem.clone());
-    let desired = K::unreadable_status(key, &report.problem, generation, previous.as_ref(), ctx);
+    report.event_for = Some(report.sighting.problem.clone());
+    let desired = K::unreadable_status(
+        key,
+        &report.sighting.problem,
+        generation,
+        previous.as_ref(),
+        ctx,
+    );
     if previous.as_ref() == Some(&desired)
-        || report.refused.as_ref() == Some(&(report.problem.clone(), generation))
+        || report.refused.as_ref() == Some(&(report.sighting.problem.clone(), generation))
     {
         return Ok(());
     }
@@ -254,12 +289,12 @@ async fn report_one<K: Reported>(
     );
     // Only onto the version the status was computed for: a write that
     // lands after the object was fixed would put back a stale Stalled.
-    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()),
+    let mut patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()),
         "metadata": {"resourceVersion": version}, "status": desired});
     let written = match status_writer::apply_status(&api, &key.name, &patch).await {
         Ok(_) => Ok(()),
         Err(error) if status_writer::cannot_apply(&error) => {
-            let stored = stored.rest.get("status").cloned().unwrap_or(Value::Null);
+            let stored = sighting.status.clone().unwrap_or(Value::Null);
             status_writer::merge_status(&api, &key.name, Some(&version), &stored, &patch["status"])
                 .await
                 .map(drop)
@@ -269,7 +304,7 @@ async fn report_one<K: Reported>(
     match written {
         Ok(()) => {
             report.failures = 0;
-            report.written = Some((version, desired));
+            report.written = Some((version, patch["status"].take()));
             ctx.metrics
                 .reconciles
                 .get_or_create(&ReconcileLabels {
@@ -285,7 +320,7 @@ async fn report_one<K: Reported>(
             if (400..500).contains(&status.code) && status.code != 429 =>
         {
             warn!(%kind, object = %key, error = %status.message, "the API server refused the status of an unreadable object; the Event stays, and the status is not written again until the object changes");
-            report.refused = Some((report.problem.clone(), generation));
+            report.refused = Some((report.sighting.problem.clone(), generation));
             Ok(())
         }
         Err(error) => {
