@@ -432,6 +432,38 @@ async fn a_managed_fields_reset_leaves_no_stale_condition(ctx: Ctx) {
         .map(|c| c.type_.as_str())
         .collect();
     assert_eq!(types, ["Ready", "Valid"]);
+
+    // Another manager's condition on the same status: the reset's manager
+    // still owns spec fields, but the repair never removes what someone
+    // else owns, on this write or any later one.
+    let theirs = json!({
+        "apiVersion": "interactions.dev/v1alpha1", "kind": "DeploymentChannel",
+        "metadata": {"name": "site"},
+        "status": {"conditions": [{"type": "Synced", "status": "True", "reason": "Applied",
+            "message": "applied by the delivery pipeline",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+    });
+    ctx.channels()
+        .patch_status(
+            "site",
+            &PatchParams::apply("delivery-pipeline").force(),
+            &Patch::Apply(&theirs),
+        )
+        .await
+        .unwrap();
+    ctx.must_apply(&web("site", "https://moved.example.com"))
+        .await;
+    let moved = ctx
+        .wait_channel("site", "the status of generation 3", |c| {
+            c.status.as_ref().and_then(|s| s.observed_generation) == Some(3)
+        })
+        .await;
+    assert!(
+        condition(&moved, "Synced").is_some_and(|c| c.status == "True"),
+        "the other manager's condition was removed: {:?}",
+        moved.status
+    );
+    assert!(condition(&moved, "Stalled").is_none());
     operator.stop().await;
 }
 

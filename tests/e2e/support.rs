@@ -271,10 +271,12 @@ impl Ctx {
             }
             if tokio::time::Instant::now() > deadline {
                 let last = match seen {
-                    Ok(Some(c)) => serde_json::to_string_pretty(&c.status).unwrap_or_default(),
+                    Ok(Some(c)) => serde_json::to_string_pretty(&serde_json::json!({
+                        "status": c.status, "managedFields": c.metadata.managed_fields}))
+                    .unwrap_or_default(),
                     other => format!("{other:?}"),
                 };
-                panic!("timed out after 30s waiting for {name}: {what}; last status: {last}");
+                panic!("timed out after 30s waiting for {name}: {what}; last seen: {last}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -1,7 +1,7 @@
 //! Status writes: only when the desired status differs from what is stored,
 //! to the status subresource, by server-side apply with one field manager.
 
-use std::fmt::Debug;
+use std::{collections::BTreeSet, fmt::Debug};
 
 use foldhash::HashMap;
 
@@ -278,10 +278,25 @@ struct AnswerMetadata {
     managed_fields: Vec<FieldManager>,
 }
 
-/// Of a managedFields entry, only who manages it.
+/// Of a managedFields entry, who manages it and which status fields.
 #[derive(Debug, Deserialize)]
 struct FieldManager {
     manager: Option<String>,
+    #[serde(rename = "fieldsV1", default, deserialize_with = "status_fields")]
+    status_fields: Option<Map<String, Value>>,
+}
+
+/// Of a `fieldsV1` tree, only its `f:status` subtree.
+fn status_fields<'de, D: serde::Deserializer<'de>>(
+    input: D,
+) -> Result<Option<Map<String, Value>>, D::Error> {
+    let fields = Option::<Map<String, Value>>::deserialize(input)?;
+    Ok(fields
+        .and_then(|mut fields| fields.remove("f:status"))
+        .and_then(|status| match status {
+            Value::Object(status) => Some(status),
+            _ => None,
+        }))
 }
 
 impl Answer {
@@ -315,12 +330,14 @@ const RESET_MANAGER: &str = "before-first-apply";
 
 /// An apply removes only the fields its manager owns. When the API server
 /// resets an object's managedFields (it does so after an update it cannot
-/// track, such as a fix of a spec that its schema refused), the next apply
-/// hands everything already there to `before-first-apply`, and a condition
-/// this operator wrote before — `Stalled` on a channel fixed since — would
-/// stay for good. So when the object an apply returns shows such fields and
-/// a status other than the one applied, the status is replaced once by a
-/// merge patch, which removes what the apply could not.
+/// track, such as a fix of a spec that its schema refused), the status
+/// fields this operator wrote before belong to no one, or to
+/// `before-first-apply`, and a condition no longer wanted — `Stalled` on a
+/// channel fixed since — would stay for good. So after an apply, the status
+/// fields that no other manager owns and the desired status does not hold
+/// are removed by one merge patch ([`leftovers`]). Fields another manager
+/// owns stay, and once the leftovers are gone there are none, so later
+/// writes send nothing more: one repair per reset.
 async fn replace_leftovers<R>(
     api: &Api<R>,
     name: &str,
@@ -330,25 +347,139 @@ async fn replace_leftovers<R>(
 where
     R: Resource + Clone,
 {
-    let reset = written
-        .metadata
-        .managed_fields
-        .iter()
-        .any(|m| m.manager.as_deref() == Some(RESET_MANAGER));
-    if !reset || written.status == *desired {
+    let Some(removal) = leftovers(&written, desired) else {
         return Ok(written.resource_version());
-    }
+    };
     info!(
         object = name,
-        "replacing status fields left from before the object's managedFields were reset"
+        "removing status fields left from before the object's managedFields were reset"
     );
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
     // Only onto the object just written: a newer one gets its own reconcile.
-    let version = written.metadata.resource_version.as_deref();
-    match merge_status(api, name, version, &written.status, desired).await {
+    let mut patch = json!({ "status": removal });
+    if let Some(version) = written.metadata.resource_version.as_deref() {
+        patch["metadata"] = json!({ "resourceVersion": version });
+    }
+    match patch_status(api, name, &params, &Patch::Merge(&patch)).await {
         Ok(merged) => Ok(merged.resource_version()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(error) => Err(error),
     }
+}
+
+/// A JSON merge patch of the status that removes what a reset left
+/// (fields no manager but this operator or `before-first-apply` owns, that
+/// `desired` does not hold), or `None` when there is nothing.
+fn leftovers(written: &Answer, desired: &Value) -> Option<Value> {
+    if written.status == *desired {
+        return None;
+    }
+    let mut others = Map::new();
+    let mut ours = Map::new();
+    for entry in &written.metadata.managed_fields {
+        let Some(fields) = &entry.status_fields else {
+            continue;
+        };
+        match entry.manager.as_deref() {
+            Some(FIELD_MANAGER) => merge_fields(&mut ours, fields),
+            Some(RESET_MANAGER) => {}
+            _ => merge_fields(&mut others, fields),
+        }
+    }
+    removal(Some(&others), Some(&ours), &written.status, desired)
+}
+
+/// Adds the fields of `more` to `into`.
+fn merge_fields(into: &mut Map<String, Value>, more: &Map<String, Value>) {
+    for (field, sub) in more {
+        match (into.get_mut(field), sub) {
+            (Some(Value::Object(have)), Value::Object(sub)) => merge_fields(have, sub),
+            (Some(_), _) => {}
+            (None, _) => {
+                into.insert(field.clone(), sub.clone());
+            }
+        }
+    }
+}
+
+/// Of `current`, what `others` do not own and `desired` does not hold, as
+/// a merge patch: `null` for a field, the list without those items for a
+/// map-type list (a merge patch replaces lists whole; its keys are read
+/// from the `k:` entries of `others` and `ours`; a list with none is left
+/// alone).
+fn removal(
+    others: Option<&Map<String, Value>>,
+    ours: Option<&Map<String, Value>>,
+    current: &Value,
+    desired: &Value,
+) -> Option<Value> {
+    match current {
+        Value::Object(current) => {
+            let mut patch = Map::new();
+            for (name, value) in current {
+                let field = format!("f:{name}");
+                let owned = others.is_some_and(|o| o.contains_key(&field));
+                let change = match desired.get(name) {
+                    None if !owned => Some(Value::Null),
+                    wanted => removal(
+                        subtree(others, &field),
+                        subtree(ours, &field),
+                        value,
+                        wanted.unwrap_or(&Value::Null),
+                    ),
+                };
+                if let Some(change) = change {
+                    patch.insert(name.clone(), change);
+                }
+            }
+            (!patch.is_empty()).then_some(Value::Object(patch))
+        }
+        Value::Array(items) => {
+            let keys = |tree: Option<&Map<String, Value>>| -> Vec<Map<String, Value>> {
+                tree.into_iter()
+                    .flat_map(|t| t.keys())
+                    .filter_map(|field| serde_json::from_str(field.strip_prefix("k:")?).ok())
+                    .collect()
+            };
+            let theirs = keys(others);
+            let mut names = BTreeSet::new();
+            for key in theirs.iter().chain(keys(ours).iter()) {
+                names.extend(key.keys().cloned());
+            }
+            if names.is_empty() {
+                return None;
+            }
+            let wanted = desired.as_array().map(Vec::as_slice).unwrap_or_default();
+            let same = |a: &Value, b: &Value| names.iter().all(|n| a.get(n) == b.get(n));
+            let kept: Vec<Value> = items
+                .iter()
+                .filter(|item| {
+                    wanted.iter().any(|w| same(item, w))
+                        || theirs.iter().any(|key| matches_key(item, key))
+                })
+                .cloned()
+                .collect();
+            (kept.len() != items.len()).then_some(Value::Array(kept))
+        }
+        _ => None,
+    }
+}
+
+/// The fields under `field` of a managedFields tree.
+fn subtree<'a>(
+    tree: Option<&'a Map<String, Value>>,
+    field: &str,
+) -> Option<&'a Map<String, Value>> {
+    tree.and_then(|t| t.get(field)).and_then(Value::as_object)
+}
+
+/// Whether a list item has every field of a `k:` key.
+fn matches_key(item: &Value, key: &Map<String, Value>) -> bool {
+    key.iter()
+        .all(|(field, value)| item.get(field) == Some(value))
 }
 
 /// Whether an apply failed because the API server cannot apply to the
@@ -411,6 +542,123 @@ fn replacing(current: &Value, desired: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn condition(type_: &str, status: &str) -> Value {
+        json!({"type": type_, "status": status, "reason": "R", "message": "",
+               "lastTransitionTime": "2026-01-01T00:00:00Z"})
+    }
+
+    fn owned_condition(type_: &str) -> (String, Value) {
+        (
+            format!("k:{{\"type\":\"{type_}\"}}"),
+            json!({".": {}, "f:type": {}, "f:status": {}, "f:reason": {}}),
+        )
+    }
+
+    /// What an apply answers: `status`, and managedFields of
+    /// (manager, f:status tree).
+    fn answer(status: Value, managers: &[(&str, Value)]) -> Answer {
+        let managed: Vec<Value> = managers
+            .iter()
+            .map(|(manager, status)| {
+                json!({"manager": manager, "operation": "Update", "subresource": "status",
+                       "fieldsType": "FieldsV1", "fieldsV1": {"f:status": status}})
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {"resourceVersion": "5", "managedFields": managed},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn conditions_owned(types: &[&str]) -> Value {
+        let mut fields: Map<String, Value> = types.iter().map(|t| owned_condition(t)).collect();
+        fields.insert(".".into(), json!({}));
+        json!({"f:conditions": fields})
+    }
+
+    #[test]
+    fn a_reset_leaves_only_what_no_one_else_owns_to_remove() {
+        let desired = json!({"observedGeneration": 2, "conditions": [condition("Ready", "True")]});
+        let written = answer(
+            json!({
+                "observedGeneration": 2,
+                "phoneConfiguration": {"name": "old"},
+                "conditions": [condition("Ready", "True"), condition("Stalled", "True"),
+                               condition("Synced", "True")],
+            }),
+            &[
+                (
+                    RESET_MANAGER,
+                    json!({"f:observedGeneration": {}, "f:phoneConfiguration": {"f:name": {}},
+                           "f:conditions": {"k:{\"type\":\"Ready\"}": {}, "k:{\"type\":\"Stalled\"}": {},
+                                            "k:{\"type\":\"Synced\"}": {}}}),
+                ),
+                (FIELD_MANAGER, json!({"f:observedGeneration": {}})),
+                // Someone else's condition, which they applied too.
+                ("argocd-controller", conditions_owned(&["Synced"])),
+            ],
+        );
+        assert_eq!(
+            leftovers(&written, &desired),
+            Some(json!({
+                "phoneConfiguration": null,
+                "conditions": [condition("Ready", "True"), condition("Synced", "True")],
+            }))
+        );
+    }
+
+    #[test]
+    fn fields_no_manager_owns_after_a_reset_are_removed() {
+        // What a real API server shows after `managedFields: [{}]` and a
+        // fix of the spec: the old Stalled condition belongs to no one.
+        let desired = json!({"observedGeneration": 2,
+            "conditions": [condition("Ready", "True"), condition("Valid", "True")]});
+        let written = answer(
+            json!({"observedGeneration": 2, "conditions": [condition("Ready", "True"),
+                   condition("Valid", "True"), condition("Stalled", "True")]}),
+            &[(FIELD_MANAGER, conditions_owned(&["Ready", "Valid"]))],
+        );
+        assert_eq!(
+            leftovers(&written, &desired),
+            Some(json!({"conditions": [condition("Ready", "True"), condition("Valid", "True")]}))
+        );
+    }
+
+    #[test]
+    fn fields_another_manager_shares_stay() {
+        let desired = json!({"conditions": [condition("Ready", "True")]});
+        let written = answer(
+            json!({"observedGeneration": 7, "conditions": [condition("Ready", "True")]}),
+            &[
+                (RESET_MANAGER, json!({"f:observedGeneration": {}})),
+                ("kubectl-patch", json!({"f:observedGeneration": {}})),
+            ],
+        );
+        assert_eq!(leftovers(&written, &desired), None);
+    }
+
+    #[test]
+    fn once_the_leftovers_are_gone_there_is_nothing_more_to_remove() {
+        let desired = json!({"conditions": [condition("Ready", "True")]});
+        // What the repair leaves: the reset manager owns no status field
+        // the desired status does not hold.
+        let repaired = answer(
+            json!({"conditions": [condition("Ready", "True"), condition("Synced", "True")]}),
+            &[
+                (RESET_MANAGER, conditions_owned(&["Ready"])),
+                ("argocd-controller", conditions_owned(&["Synced"])),
+            ],
+        );
+        assert_eq!(leftovers(&repaired, &desired), None);
+        // No reset at all: nothing is even looked at.
+        let plain = answer(
+            json!({"conditions": [condition("Ready", "True"), condition("Synced", "True")]}),
+            &[("argocd-controller", conditions_owned(&["Synced"]))],
+        );
+        assert_eq!(leftovers(&plain, &desired), None);
+    }
 
     #[test]
     fn replacing_removes_what_only_the_current_status_has() {

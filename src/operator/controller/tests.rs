@@ -212,17 +212,34 @@ async fn status_left_from_before_a_managed_fields_reset_is_replaced() {
     let stalled = json!({"type": "Stalled", "status": "True", "reason": "InvalidSpec",
         "message": "spec.channelIdentifier: Invalid value", "lastTransitionTime": "2023-11-14T22:00:00Z",
         "observedGeneration": 1});
+    // Another controller's condition, which must stay.
+    let audited = json!({"type": "Audited", "status": "True", "reason": "Audited", "message": "",
+        "lastTransitionTime": "2023-11-14T22:00:00Z"});
     let mut stored = serde_json::to_value(&channel).unwrap();
     stored["status"] = applied.clone();
-    stored["status"]["conditions"]
-        .as_array_mut()
-        .unwrap()
-        .push(stalled);
+    let conditions = stored["status"]["conditions"].as_array_mut().unwrap();
+    conditions.push(stalled);
+    conditions.push(audited.clone());
+    let owns = |types: &[&str]| {
+        let conditions: serde_json::Map<String, Value> = types
+            .iter()
+            .map(|t| {
+                (
+                    format!("k:{{\"type\":\"{t}\"}}"),
+                    json!({".": {}, "f:status": {}}),
+                )
+            })
+            .collect();
+        json!({"f:status": {"f:conditions": conditions}})
+    };
     stored["metadata"]["managedFields"] = json!([
         {"manager": "deploymentchannel-operator", "operation": "Apply", "subresource": "status",
-         "apiVersion": "interactions.dev/v1alpha1", "fieldsType": "FieldsV1", "fieldsV1": {}},
-        {"manager": "before-first-apply", "operation": "Update", "subresource": "status",
-         "apiVersion": "interactions.dev/v1alpha1", "fieldsType": "FieldsV1", "fieldsV1": {}},
+         "apiVersion": "interactions.dev/v1alpha1", "fieldsType": "FieldsV1", "fieldsV1": owns(&["Ready", "Valid"])},
+        {"manager": "before-first-apply", "operation": "Update",
+         "apiVersion": "interactions.dev/v1alpha1", "fieldsType": "FieldsV1",
+         "fieldsV1": owns(&["Ready", "Stalled", "Audited"])},
+        {"manager": "audit-controller", "operation": "Apply", "subresource": "status",
+         "apiVersion": "interactions.dev/v1alpha1", "fieldsType": "FieldsV1", "fieldsV1": owns(&["Audited"])},
     ]);
     respond(send, stored.clone());
 
@@ -236,12 +253,14 @@ async fn status_left_from_before_a_managed_fields_reset_is_replaced() {
         request.headers()["content-type"],
         "application/merge-patch+json"
     );
-    // Only onto the version the apply returned.
+    // Only onto the version the apply returned; only the leftover goes.
+    let mut kept = applied["conditions"].clone();
+    kept.as_array_mut().unwrap().push(audited);
     assert_eq!(
         body_json(request).await,
-        json!({"metadata": {"resourceVersion": "41"}, "status": applied})
+        json!({"metadata": {"resourceVersion": "41"}, "status": {"conditions": kept}})
     );
-    stored["status"] = applied;
+    stored["status"]["conditions"] = kept;
     respond(send, stored);
     assert_eq!(reconcile.await.unwrap(), None, "reconcile succeeds");
     drop(ctx);
