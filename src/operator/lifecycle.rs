@@ -130,13 +130,15 @@ pub async fn run_with(
         .then(|| Arc::new(LeaseFence::new(timing.write_window())));
     // /metrics token reviews have a client (and connections) of their own,
     // so that a flood of them cannot delay the Lease renewals.
+    let timeout = RequestTimeoutLayer(args.api_request_timeout);
     let review_client = kube::client::ClientBuilder::try_from(config.clone())
         .context("cannot build a Kubernetes client")?
+        .with_layer(&timeout)
         .with_layer(&ApiMetricsLayer(metrics.clone()))
         .build();
     let client = kube::client::ClientBuilder::try_from(config)
         .context("cannot build a Kubernetes client")?
-        .with_layer(&RequestTimeoutLayer::default())
+        .with_layer(&timeout)
         .with_layer(&ApiMetricsLayer(metrics.clone()))
         .with_layer(&FenceLayer {
             fence: fence.clone(),

@@ -11,6 +11,8 @@ mod leadership;
 mod metrics_access;
 mod reconcile;
 mod recovery;
+mod relay;
+mod retries;
 mod runtime;
 mod status_cmd;
 mod support;
@@ -51,6 +53,7 @@ fn main() {
         admission::scenarios(),
         reconcile::scenarios(),
         recovery::scenarios(),
+        retries::scenarios(),
         runtime::scenarios(),
         validate::scenarios(),
         install::scenarios(),

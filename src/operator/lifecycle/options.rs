@@ -82,6 +82,12 @@ pub struct RunArgs {
     #[arg(long, env = "BOUND_CHANNELS_REFRESH_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub bound_channels_refresh_seconds: u64,
 
+    /// Longest the API server may take to answer a request (watches excepted:
+    /// they end on their own). A request on a connection that stopped
+    /// answering then fails and is retried instead of holding a reconcile.
+    #[arg(long, env = "API_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub api_request_timeout: Duration,
+
     /// Seconds to let in-flight reconciles finish on SIGTERM or SIGINT.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub shutdown_timeout_seconds: u64,
