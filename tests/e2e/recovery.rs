@@ -77,7 +77,16 @@ async fn edited_phone_configuration_gets_its_status_under_channel_churn(ctx: Ctx
             }
         })
     };
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    ctx.eventually(
+        "the churn to be under way",
+        Duration::from_secs(30),
+        || async {
+            let support = ctx.channels().get("support").await.ok()?;
+            let edits: u64 = support.metadata.annotations?.get("churn")?.parse().ok()?;
+            (edits >= 3).then_some(())
+        },
+    )
+    .await;
     ctx.must_apply(&phone("line", "+12125551234", &["VOICE", "SMS"]))
         .await;
     wait_phone_status(&ctx, "line", 1, Duration::from_secs(10)).await;
