@@ -13,8 +13,8 @@
 //!
 //! Imports point down only: `commands` may use `operator` and `core`,
 //! `operator` may use `core`, and `core` uses neither (`tests/layers.rs`
-//! fails when it does). README.md, section "Architecture", follows one
-//! change through them.
+//! fails when it does). docs/architecture.md maps the modules and follows
+//! one change through them.
 
 pub mod commands;
 pub mod core;

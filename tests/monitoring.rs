@@ -2,8 +2,9 @@
 //! pass `promtool check rules` and the unit tests in
 //! tests/data/monitoring/ (`promtool test rules`), every alert is tested
 //! firing and silent and has a summary, a description and a runbook in
-//! README.md, and the rules and the dashboard use only metrics the operator
-//! exports.
+//! docs/runbooks.md linked by an absolute URL from one base, the
+//! runbook-base-url component replaces that base in every link, and the
+//! rules and the dashboard use only metrics the operator exports.
 
 use std::{
     collections::BTreeSet,
@@ -107,12 +108,7 @@ fn every_alert_is_tested_firing_and_silent_and_has_a_runbook() {
         .iter()
         .flat_map(|t| t["alert_rule_test"].as_array().into_iter().flatten())
         .collect();
-    let readme = read("README.md");
-    let anchors: BTreeSet<String> = readme
-        .lines()
-        .filter_map(|l| l.strip_prefix('#'))
-        .map(|l| anchor(l.trim_start_matches('#')))
-        .collect();
+    let anchors = runbook_anchors();
     let alerts = alerts();
     assert!(alerts.len() >= 6, "{alerts:?}");
     for alert in alerts {
@@ -144,13 +140,148 @@ fn every_alert_is_tested_firing_and_silent_and_has_a_runbook() {
         );
         let runbook = annotations["runbook_url"].as_str().unwrap_or_default();
         let target = runbook
-            .strip_prefix("README.md#")
-            .unwrap_or_else(|| panic!("{name}: runbook_url {runbook:?} is no README.md anchor"));
+            .strip_prefix(&format!("{}#", runbook_base()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name}: runbook_url {runbook:?} is not {}#ANCHOR",
+                    runbook_base()
+                )
+            });
         assert_eq!(target, name.to_lowercase(), "{name}'s runbook anchor");
         assert!(
             anchors.contains(target),
-            "{name}: README.md has no heading for #{target}"
+            "{name}: docs/runbooks.md has no heading for #{target}"
         );
+    }
+}
+
+/// Where the runbooks are published by default: docs/runbooks.md in the
+/// repository that Cargo.toml names.
+fn runbook_base() -> String {
+    let repository = env!("CARGO_PKG_REPOSITORY");
+    assert!(
+        repository.starts_with("https://"),
+        "Cargo.toml names no https repository: {repository:?}"
+    );
+    format!("{repository}/blob/main/docs/runbooks.md")
+}
+
+/// The anchors of docs/runbooks.md's headings.
+fn runbook_anchors() -> BTreeSet<String> {
+    read("docs/runbooks.md")
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|l| anchor(l.trim_start_matches('#')))
+        .collect()
+}
+
+#[test]
+fn the_default_runbook_base_is_the_repository_docs() {
+    assert_eq!(
+        runbook_base(),
+        "https://github.com/interaction-platform/deploymentchannel-operator/blob/main/docs/runbooks.md"
+    );
+    // The rule tests expect the same links as the rules carry.
+    let tests = read("tests/data/monitoring/prometheus_rule_test.yaml");
+    let linked: BTreeSet<&str> = tests
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+        .collect();
+    let rules: BTreeSet<String> = alerts()
+        .iter()
+        .map(|a| {
+            a["annotations"]["runbook_url"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(!linked.is_empty());
+    for url in linked {
+        assert!(
+            rules.contains(url),
+            "the rule tests expect {url}, no rule links it"
+        );
+    }
+}
+
+/// The ConfigMap that an installer writes to set the runbooks' base URL,
+/// as docs/install.md shows it.
+fn documented_runbook_base_config() -> Value {
+    let page = read("docs/install.md");
+    page.split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .flat_map(|block| block.split("\n---\n"))
+        .filter_map(|doc| serde_saphyr::from_str::<Value>(doc).ok())
+        .find(|doc| {
+            doc["kind"] == "ConfigMap"
+                && doc["metadata"]["name"] == "deploymentchannel-operator-runbooks"
+        })
+        .expect("docs/install.md shows the ConfigMap deploymentchannel-operator-runbooks")
+}
+
+/// The runbook-base-url component replaces the part before `#` of every
+/// alert's runbook_url with the one value of the installer's ConfigMap,
+/// which kustomize reads but never renders (local-config). Rendering it
+/// for real is an end-to-end test (it needs kubectl); this checks that the
+/// replacement covers every alert and reads what docs/install.md shows.
+#[test]
+fn one_value_sets_the_base_of_every_runbook_link() {
+    let component = yaml("deploy/components/runbook-base-url/kustomization.yaml");
+    assert_eq!(component["kind"], "Component");
+    let replacements = component["replacements"].as_array().expect("replacements");
+    assert_eq!(replacements.len(), 1, "{replacements:?}");
+    let replacement = &replacements[0];
+
+    let config = documented_runbook_base_config();
+    let source = &replacement["source"];
+    assert_eq!(source["kind"], config["kind"]);
+    assert_eq!(source["name"], config["metadata"]["name"]);
+    let key = source["fieldPath"]
+        .as_str()
+        .and_then(|p| p.strip_prefix("data."))
+        .expect("the source is a key of the ConfigMap's data");
+    let base = config["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("the documented ConfigMap has no data.{key}"));
+    assert!(!base.contains('#'), "{base}");
+    assert_eq!(
+        config["metadata"]["annotations"]["config.kubernetes.io/local-config"], "true",
+        "the documented ConfigMap would be applied to the cluster"
+    );
+
+    let rule = yaml("deploy/components/monitoring/prometheus_rule.yaml");
+    let targets = replacement["targets"].as_array().expect("targets");
+    assert_eq!(targets.len(), 1, "{targets:?}");
+    let target = &targets[0];
+    let select = &target["select"];
+    assert_eq!(select["kind"], rule["kind"]);
+    assert_eq!(select["name"], rule["metadata"]["name"]);
+    assert_eq!(
+        Some(select["group"].as_str().unwrap_or_default()),
+        rule["apiVersion"]
+            .as_str()
+            .and_then(|v| v.split('/').next())
+    );
+    assert_eq!(target["options"]["delimiter"], "#");
+    assert_eq!(target["options"]["index"], 0);
+    let paths: Vec<&str> = target["fieldPaths"]
+        .as_array()
+        .expect("fieldPaths")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(paths, ["spec.groups.*.rules.*.annotations.runbook_url"]);
+    // Every rule of every group is an alert with a runbook: the wildcard
+    // path reaches each of them and nothing else.
+    for group in rule["spec"]["groups"].as_array().expect("groups") {
+        for r in group["rules"].as_array().expect("rules") {
+            let url = r["annotations"]["runbook_url"].as_str().unwrap_or_default();
+            let (before, anchor) = url.split_once('#').expect("a runbook_url with an anchor");
+            assert_eq!(before, runbook_base());
+            assert!(!anchor.is_empty() && !anchor.contains('#'), "{url}");
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use kube::{Api, Client, api::PostParams};
 use serde_json::json;
 
 /// Why the benchmark cannot run here.
-pub const SKIP_REASON: &str = "benchmark skipped: set KUBEBUILDER_ASSETS to a directory holding kube-apiserver and etcd (see README.md), or USE_EXISTING_CLUSTER=true to use the current kube context";
+pub const SKIP_REASON: &str = "benchmark skipped: set KUBEBUILDER_ASSETS to a directory holding kube-apiserver and etcd (see CONTRIBUTING.md), or USE_EXISTING_CLUSTER=true to use the current kube context";
 
 /// A control plane and how to reach it.
 pub struct ControlPlane {

@@ -56,7 +56,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     anyhow::anyhow!(
                         "no kube context is reachable ({why}) and {ASSETS_VARIABLE} is not set, \
                          and {e}: point kubectl at a cluster, or set {ASSETS_VARIABLE} to a \
-                         directory holding kube-apiserver and etcd (README.md, \"Quick start\")"
+                         directory holding kube-apiserver and etcd (docs/configuration.md, \"What dev does first\")"
                     )
                 })?,
             };

@@ -23,7 +23,7 @@ pub fn too_old(info: &Info) -> Option<String> {
     (info.major == "1" && minor < OLDEST_SUPPORTED_MINOR).then(|| {
         format!(
             "Kubernetes {} is older than 1.{OLDEST_SUPPORTED_MINOR}, the oldest supported version: \
-             the CRDs' validation rules need 1.{OLDEST_SUPPORTED_MINOR} (see README.md, \"Supported Kubernetes versions\")",
+             the CRDs' validation rules need 1.{OLDEST_SUPPORTED_MINOR} (see docs/compatibility.md)",
             info.git_version
         )
     })

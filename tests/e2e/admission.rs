@@ -17,7 +17,7 @@ use crate::{
 
 pub fn scenarios() -> Vec<Scenario> {
     scenarios![
-        readme_examples_are_accepted_unpruned_and_defaulted,
+        documented_examples_are_accepted_unpruned_and_defaulted,
         bad_manifests_are_refused_naming_the_field,
         deployment_type_cannot_change,
         kubectl_explain_describes_every_spec_field,
@@ -25,12 +25,36 @@ pub fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-/// The DeploymentChannel and PhoneConfiguration documents of README.md's YAML blocks.
-pub fn readme_manifests() -> Vec<Value> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+/// The pages whose examples users copy: README.md and every page of docs/.
+fn documentation_pages() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![root.join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .map(|entry| entry.expect("a docs/ entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    pages.extend(docs);
+    pages
+}
+
+/// The DeploymentChannel and PhoneConfiguration documents of the YAML
+/// blocks of README.md and docs/*.md.
+fn documented_manifests() -> Vec<Value> {
     let mut manifests = Vec::new();
-    for block in readme.split("```yaml\n").skip(1) {
+    for page in documentation_pages() {
+        let text = std::fs::read_to_string(&page)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", page.display()));
+        manifests.extend(yaml_manifests(&text));
+    }
+    manifests
+}
+
+/// The DeploymentChannel and PhoneConfiguration documents of one page's YAML blocks.
+fn yaml_manifests(page: &str) -> Vec<Value> {
+    let mut manifests = Vec::new();
+    for block in page.split("```yaml\n").skip(1) {
         let block = block.split("```").next().unwrap_or_default();
         for doc in block.split("\n---\n") {
             let Ok(value) = serde_saphyr::from_str::<Value>(doc) else {
@@ -47,15 +71,27 @@ pub fn readme_manifests() -> Vec<Value> {
     manifests
 }
 
-async fn readme_examples_are_accepted_unpruned_and_defaulted(ctx: Ctx) {
-    let manifests = readme_manifests();
+async fn documented_examples_are_accepted_unpruned_and_defaulted(ctx: Ctx) {
+    let manifests = documented_manifests();
     let kinds: Vec<&str> = manifests
         .iter()
         .filter_map(|m| m["spec"]["deploymentType"].as_str())
         .collect();
     for kind in ["CALLS", "SMS", "WEB", "MOBILE"] {
-        assert!(kinds.contains(&kind), "README.md has no {kind} example");
+        assert!(
+            kinds.contains(&kind),
+            "the documentation has no {kind} example"
+        );
     }
+    // The front page's own example is among them.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    assert!(
+        yaml_manifests(&readme)
+            .iter()
+            .any(|m| m["kind"] == "DeploymentChannel"),
+        "README.md shows no DeploymentChannel"
+    );
     for manifest in &manifests {
         let mut manifest = manifest.clone();
         manifest["metadata"]

@@ -35,7 +35,7 @@ pub struct TestEnv {
 const NO_KUBECTL: &str = "the e2e suite needs kubectl: put it in KUBEBUILDER_ASSETS or on PATH";
 
 /// Why the e2e tests cannot run here.
-pub const SKIP_REASON: &str = "e2e tests skipped: set KUBEBUILDER_ASSETS to a directory holding kube-apiserver and etcd (see README.md), or USE_EXISTING_CLUSTER=true to use the current kube context";
+pub const SKIP_REASON: &str = "e2e tests skipped: set KUBEBUILDER_ASSETS to a directory holding kube-apiserver and etcd (see CONTRIBUTING.md), or USE_EXISTING_CLUSTER=true to use the current kube context";
 
 impl TestEnv {
     /// Finds or starts a control plane; `Ok(None)` when there is none to use.

@@ -26,6 +26,7 @@ pub fn scenarios() -> Vec<Scenario> {
     scenarios![
         kubectl_apply_k_installs_everything,
         kubectl_apply_k_installs_each_component,
+        one_value_sets_the_base_of_every_runbook_link,
         rbac_allows_exactly_what_the_operator_needs,
         operator_as_its_service_account_converges_the_samples,
     ]
@@ -170,25 +171,37 @@ fn relative(path: &Path, from: &Path) -> String {
     parts.join("/")
 }
 
-/// `kubectl apply -k` of an overlay of `deploy/` with `components`, as users
-/// write one; the output of every apply.
-fn kubectl_apply_overlay(ctx: &Ctx, components: &[&str]) -> String {
+/// An overlay of `deploy/` with `components`, as users write one, and
+/// `files` (name, content) beside its kustomization listed as resources.
+fn overlay(components: &[&str], files: &[(&str, String)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let overlay = dir.path().canonicalize().unwrap();
     let components: Vec<String> = components
         .iter()
         .map(|c| format!("  - {}", relative(&Path::new(COMPONENTS).join(c), &overlay)))
         .collect();
+    let mut resources = vec![format!("  - {}", relative(Path::new(DEPLOY), &overlay))];
+    for (name, content) in files {
+        std::fs::write(overlay.join(name), content).unwrap();
+        resources.push(format!("  - {name}"));
+    }
     std::fs::write(
         overlay.join("kustomization.yaml"),
         format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n{}\n",
-            relative(Path::new(DEPLOY), &overlay),
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{}\ncomponents:\n{}\n",
+            resources.join("\n"),
             components.join("\n")
         ),
     )
     .unwrap();
-    kubectl_apply_k(ctx, overlay.to_str().unwrap())
+    dir
+}
+
+/// `kubectl apply -k` of an overlay of `deploy/` with `components`; the
+/// output of every apply.
+fn kubectl_apply_overlay(ctx: &Ctx, components: &[&str]) -> String {
+    let dir = overlay(components, &[]);
+    kubectl_apply_k(ctx, dir.path().to_str().unwrap())
 }
 
 /// Installs `deploy/` as users do.
@@ -500,6 +513,97 @@ async fn kubectl_apply_k_installs_each_component(ctx: Ctx) {
         .expect("the dashboard JSON");
     let json: Value = serde_json::from_str(json).expect("valid JSON");
     assert_eq!(json["uid"], "deploymentchannel-operator");
+}
+
+/// The ConfigMap docs/install.md tells installers to write to set the
+/// runbooks' base URL, as YAML.
+fn documented_runbook_base_config() -> (String, String) {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/install.md"))
+        .expect("docs/install.md");
+    for block in page.split("```yaml\n").skip(1) {
+        let block = block.split("```").next().unwrap_or_default();
+        for doc in block.split("\n---\n") {
+            let Ok(value) = serde_saphyr::from_str::<Value>(doc) else {
+                continue;
+            };
+            if value["kind"] == "ConfigMap"
+                && value["metadata"]["name"] == "deploymentchannel-operator-runbooks"
+            {
+                let base = value["data"]["baseURL"]
+                    .as_str()
+                    .expect("the documented ConfigMap has data.baseURL")
+                    .to_string();
+                return (doc.to_string(), base);
+            }
+        }
+    }
+    panic!("docs/install.md shows no ConfigMap deploymentchannel-operator-runbooks");
+}
+
+/// Every alert's (name, runbook_url) in rendered objects.
+fn runbook_links(objects: &[Value]) -> Vec<(String, String)> {
+    let rules: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "PrometheusRule")
+        .collect();
+    assert_eq!(rules.len(), 1, "one PrometheusRule is rendered");
+    rules[0]["spec"]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules").iter())
+        .filter_map(|r| {
+            Some((
+                r["alert"].as_str()?.to_string(),
+                r["annotations"]["runbook_url"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The alerts link the project's runbooks; an installer who writes the
+/// ConfigMap of docs/install.md and adds the runbook-base-url component
+/// gets every link on their base, each with its own anchor, and the
+/// ConfigMap is not rendered (it would not be applied).
+async fn one_value_sets_the_base_of_every_runbook_link(ctx: Ctx) {
+    let default_base = format!(
+        "{}/blob/main/docs/runbooks.md",
+        env!("CARGO_PKG_REPOSITORY")
+    );
+    let plain = overlay(&["monitoring"], &[]);
+    let links = runbook_links(&kustomize(&ctx, plain.path().to_str().unwrap()));
+    assert!(links.len() >= 6, "{links:?}");
+    for (alert, url) in &links {
+        assert_eq!(url, &format!("{default_base}#{}", alert.to_lowercase()));
+    }
+
+    let (config, base) = documented_runbook_base_config();
+    assert_ne!(base, default_base);
+    let set = overlay(
+        &["monitoring", "runbook-base-url"],
+        &[("runbooks.yaml", config)],
+    );
+    let rendered = kustomize(&ctx, set.path().to_str().unwrap());
+    let links = runbook_links(&rendered);
+    assert!(links.len() >= 6, "{links:?}");
+    for (alert, url) in &links {
+        assert_eq!(url, &format!("{base}#{}", alert.to_lowercase()));
+    }
+    assert!(
+        !rendered
+            .iter()
+            .any(|o| o["metadata"]["name"] == "deploymentchannel-operator-runbooks"),
+        "the ConfigMap holding the base URL is rendered"
+    );
+    // Without the ConfigMap the component cannot build: the value is required.
+    let missing = overlay(&["monitoring", "runbook-base-url"], &[]);
+    let out = ctx
+        .env
+        .kubectl(&["kustomize", missing.path().to_str().unwrap()], None);
+    assert!(
+        !out.status.success(),
+        "runbook-base-url built without the ConfigMap"
+    );
 }
 
 /// `kubectl auth can-i` as the operator's ServiceAccount: true for yes,
