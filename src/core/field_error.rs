@@ -261,11 +261,26 @@ pub fn go_quote(s: &str) -> String {
             c if (c as u32) < 0x20 || c == '\u{7f}' => {
                 quoted.push_str(&format!("\\x{:02x}", c as u32))
             }
-            c => quoted.push(c),
+            c if c.is_ascii() || go_printable(c) => quoted.push(c),
+            c if (c as u32) < 0x10000 => quoted.push_str(&format!("\\u{:04x}", c as u32)),
+            c => quoted.push_str(&format!("\\U{:08x}", c as u32)),
         }
     }
     quoted.push('"');
     quoted
+}
+
+/// Whether Go's `strconv.IsPrint` holds: a letter, mark, number,
+/// punctuation or symbol. Anything else (C1 controls, bidi and other
+/// format characters, spaces other than ' ', unassigned code points) `%q`
+/// escapes as `\uXXXX`.
+fn go_printable(c: char) -> bool {
+    static PRINTABLE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let printable = PRINTABLE.get_or_init(|| {
+        regex::Regex::new(r"^[\p{L}\p{M}\p{N}\p{P}\p{S}]$").expect("a valid pattern")
+    });
+    let mut buffer = [0u8; 4];
+    printable.is_match(c.encode_utf8(&mut buffer))
 }
 
 /// The OpenAPI type name of a JSON value.
@@ -370,5 +385,12 @@ mod tests {
         assert_eq!(go_quote("tab\there"), "\"tab\\there\"");
         assert_eq!(go_quote("\u{1b}"), "\"\\x1b\"");
         assert_eq!(go_quote("café"), "\"café\"");
+        // As Go's strconv.Quote: what is not a letter, mark, number,
+        // punctuation, symbol or ' ' is escaped.
+        assert_eq!(go_quote("a\u{85}b"), "\"a\\u0085b\"");
+        assert_eq!(go_quote("x\u{202e}y"), "\"x\\u202ey\"");
+        assert_eq!(go_quote("\u{a0}\u{200b}"), "\"\\u00a0\\u200b\"");
+        assert_eq!(go_quote("\u{e0001}"), "\"\\U000e0001\"");
+        assert_eq!(go_quote("電話 — ✓"), "\"電話 — ✓\"");
     }
 }
