@@ -8,8 +8,10 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+mod log_lines;
 mod options;
 
+use log_lines::SafeLines;
 pub use options::{LogFormat, RunArgs};
 
 use crate::{
@@ -57,8 +59,11 @@ pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     })?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Human => builder.init(),
+        LogFormat::Human => builder
+            .with_writer(SafeLines::human(std::io::stdout))
+            .init(),
         LogFormat::Json => builder
+            .with_writer(SafeLines::json(std::io::stdout))
             .json()
             .flatten_event(true)
             .with_current_span(true)
