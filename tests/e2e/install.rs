@@ -71,6 +71,11 @@ fn expected_objects() -> BTreeSet<(String, String, String)> {
             NAMESPACE,
             "deploymentchannel-operator-leader-election",
         ),
+        (
+            "FlowSchema",
+            "",
+            "deploymentchannel-operator-leader-election",
+        ),
         ("ClusterRole", "", "deploymentchannel-operator-metrics-auth"),
         (
             "ClusterRoleBinding",
@@ -442,27 +447,45 @@ async fn kubectl_apply_k_installs_everything(ctx: Ctx) {
 }
 
 async fn kubectl_apply_k_installs_each_component(ctx: Ctx) {
-    // As on a cluster that runs the Prometheus operator: its CRDs first.
-    let crds = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/monitoring/prometheus_operator_crds.yaml"
-    );
-    let out = ctx.env.kubectl(&["apply", "-f", crds], None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = ctx.env.kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "-f",
-            crds,
-            "--timeout=30s",
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    // As on a cluster that runs the Prometheus operator and cert-manager:
+    // their CRDs first.
+    for crds in [
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/monitoring/prometheus_operator_crds.yaml"
+        ),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/cert_manager_crds.yaml"
+        ),
+    ] {
+        let out = ctx.env.kubectl(&["apply", "-f", crds], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = ctx.env.kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "-f",
+                crds,
+                "--timeout=30s",
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
 
-    let expected: [(&str, &[(&str, &str)]); 3] = [
+    let expected: [(&str, &[(&str, &str)]); 5] = [
         ("network-policy", &[("networkpolicy", NAME)]),
+        (
+            "metrics-certificate",
+            &[
+                ("issuer", "deploymentchannel-operator-selfsigned"),
+                ("certificate", "deploymentchannel-operator-metrics-ca"),
+                ("issuer", "deploymentchannel-operator-metrics-ca"),
+                ("certificate", "deploymentchannel-operator-metrics"),
+            ],
+        ),
+        ("metrics-certificate,monitoring,monitoring-verified", &[]),
         (
             "monitoring",
             &[
@@ -475,7 +498,26 @@ async fn kubectl_apply_k_installs_each_component(ctx: Ctx) {
     ];
     for (components, objects) in expected {
         let list: Vec<&str> = components.split(',').collect();
-        let output = kubectl_apply_overlay(&ctx, &list);
+        // A component that patches the Deployment is applied as a server
+        // dry run: the API server checks every object, and the Deployment
+        // other scenarios install stays as they left it.
+        let dry_run = list.contains(&"metrics-certificate");
+        let output = if dry_run {
+            let dir = overlay(&list, &[]);
+            let out = ctx.env.kubectl(
+                &[
+                    "apply",
+                    "-k",
+                    dir.path().to_str().unwrap(),
+                    "--dry-run=server",
+                ],
+                None,
+            );
+            assert!(out.status.success(), "{components}: {}", stderr(&out));
+            stdout(&out)
+        } else {
+            kubectl_apply_overlay(&ctx, &list)
+        };
         for (kind, name) in objects {
             assert!(
                 output.lines().any(|l| l.starts_with(&format!("{kind}."))
@@ -483,6 +525,9 @@ async fn kubectl_apply_k_installs_each_component(ctx: Ctx) {
                     || l.starts_with(&format!("{kind}/{name} "))),
                 "kubectl apply -k with {components} does not report {kind} {name}:\n{output}"
             );
+            if dry_run {
+                continue;
+            }
             let target = format!("{kind}/{name}");
             let out = ctx
                 .env
@@ -508,6 +553,74 @@ async fn kubectl_apply_k_installs_each_component(ctx: Ctx) {
     );
     let dashboard: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+
+    // The issued certificate is what the operator serves, and what the
+    // verifying ServiceMonitor trusts and names; every object is labelled.
+    let dir = overlay(
+        &["metrics-certificate", "monitoring", "monitoring-verified"],
+        &[],
+    );
+    let rendered = kustomize(&ctx, dir.path().to_str().unwrap());
+    for object in &rendered {
+        assert_eq!(
+            object["metadata"]["labels"]["app.kubernetes.io/name"],
+            NAME,
+            "{:?} has no app.kubernetes.io/name label",
+            identity(object)
+        );
+    }
+    let get = |target: &str| -> Value {
+        let (kind, name) = target.split_once('/').unwrap();
+        rendered
+            .iter()
+            .find(|o| {
+                o["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(kind))
+                    && o["metadata"]["name"] == name
+            })
+            .unwrap_or_else(|| panic!("{target} is not rendered"))
+            .clone()
+    };
+    let certificate = get("certificate/deploymentchannel-operator-metrics");
+    let secret = certificate["spec"]["secretName"]
+        .as_str()
+        .expect("a secretName");
+    let deployment = get(&format!("deployment/{NAME}"));
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v["secret"]["secretName"] == secret),
+        "the Deployment does not mount Secret {secret}: {pod}"
+    );
+    let env = &pod["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["name"] == "METRICS_CERT_DIR"),
+        "no METRICS_CERT_DIR: {env}"
+    );
+    let monitor = get(&format!("servicemonitor/{NAME}"));
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["tlsConfig"]["ca"]["secret"]["name"], secret);
+    assert!(
+        endpoint["tlsConfig"]["insecureSkipVerify"].is_null(),
+        "{endpoint}"
+    );
+    assert!(endpoint["bearerTokenFile"].is_null(), "{endpoint}");
+    assert_eq!(endpoint["authorization"]["type"], "Bearer");
+    let dns = certificate["spec"]["dnsNames"]
+        .as_array()
+        .expect("dnsNames");
+    assert!(
+        dns.iter()
+            .any(|n| *n == endpoint["tlsConfig"]["serverName"]),
+        "the certificate's names {dns:?} do not include the scrape's serverName"
+    );
     let json = dashboard["data"]["deploymentchannel-operator.json"]
         .as_str()
         .expect("the dashboard JSON");
