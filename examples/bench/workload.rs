@@ -142,7 +142,8 @@ pub async fn create_all(
             async move {
                 let name = pc["metadata"]["name"].as_str().unwrap();
                 let apply = Patch::Apply(pc);
-                retry(|| phones.patch(name, &params, &apply))
+                phones
+                    .patch(name, &params, &apply)
                     .await
                     .map_err(|e| format!("{name}: {e}"))
             }
@@ -165,7 +166,7 @@ pub async fn create_all(
                 async move {
                     let name = object["metadata"]["name"].as_str().unwrap();
                     let apply = Patch::Apply(object);
-                    let created = retry(|| channels.patch(name, &params, &apply)).await.map_err(|e| format!("{name}: {e}"))?;
+                    let created = channels.patch(name, &params, &apply).await.map_err(|e| format!("{name}: {e}"))?;
                     if let Some(status) = statuses.get(name) {
                         let mut status = status.clone();
                         status.observed_generation = created.metadata.generation;
@@ -173,7 +174,7 @@ pub async fn create_all(
                         let status = json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "DeploymentChannel", "status": status});
                         let floor = PatchParams::apply("bench-floor").force();
                         let apply = Patch::Apply(&status);
-                        retry(|| channels.patch_status(name, &floor, &apply))
+                        channels.patch_status(name, &floor, &apply)
                             .await
                             .map_err(|e| format!("{name} status: {e}"))?;
                     }
@@ -207,7 +208,7 @@ pub async fn create_all(
                     let status = json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "PhoneConfiguration", "status": status});
                     let floor = PatchParams::apply("bench-floor").force();
                     let apply = Patch::Apply(&status);
-                    retry(|| phones.patch_status(&name, &floor, &apply)).await.map(drop).map_err(|e| format!("{name} status: {e}"))
+                    phones.patch_status(&name, &floor, &apply).await.map(drop).map_err(|e| format!("{name} status: {e}"))
                 }
             })
             .await?;
@@ -256,26 +257,4 @@ fn expected_statuses(
             (name, status)
         })
         .collect()
-}
-
-/// Retries a request the API server refused with 422 although every object
-/// here passes admission: some servers' CEL evaluation (1.24) races under
-/// concurrent requests and fails valid objects now and then.
-async fn retry<T, F, Fut>(mut request: F) -> Result<T, kube::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, kube::Error>>,
-{
-    let mut attempt = 0;
-    loop {
-        match request().await {
-            Err(kube::Error::Api(status))
-                if status.message.contains("internal error") && attempt < 5 =>
-            {
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
-            }
-            other => return other,
-        }
-    }
 }

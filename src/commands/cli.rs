@@ -23,8 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the controllers against the current kube context (in-cluster config in a pod).
     Run(RunArgs),
-    /// Install the CRDs and run the controllers against the current kube context or,
-    /// when none is reachable and KUBEBUILDER_ASSETS is set, a throwaway local control plane.
+    /// Install the CRDs and run the controllers against the current kube context or, when
+    /// none is reachable, a throwaway local control plane (from KUBEBUILDER_ASSETS, else
+    /// built from the pinned Go modules in tests/control-plane).
     Dev(RunArgs),
     /// Check manifest files as the API server and the controller would, without a cluster.
     Validate(ValidateArgs),
