@@ -14,6 +14,9 @@ use std::{
 use deploymentchannel_operator::operator::metrics::Metrics;
 use serde_json::Value;
 
+mod markdown;
+use markdown::{anchor, anchors, prose};
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn read(path: &Path) -> String {
@@ -36,51 +39,6 @@ fn pages() -> Vec<PathBuf> {
     assert!(docs.len() >= 10, "{docs:?}");
     pages.extend(docs);
     pages
-}
-
-/// The lines of a page outside fenced code blocks.
-fn prose(page: &str) -> Vec<&str> {
-    let mut fenced = false;
-    page.lines()
-        .filter(|line| {
-            if line.trim_start().starts_with("```") {
-                fenced = !fenced;
-                return false;
-            }
-            !fenced
-        })
-        .collect()
-}
-
-/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as dashes.
-fn anchor(heading: &str) -> String {
-    heading
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
-        .map(|c| if c == ' ' { '-' } else { c })
-        .collect()
-}
-
-/// The anchors of a page's headings (a repeated heading gets `-1`, `-2`, ...).
-fn anchors(page: &str) -> BTreeSet<String> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    prose(page)
-        .into_iter()
-        .filter(|l| l.starts_with('#'))
-        .map(|l| {
-            let base = anchor(l.trim_start_matches('#'));
-            let count = seen.entry(base.clone()).or_default();
-            let name = if *count == 0 {
-                base.clone()
-            } else {
-                format!("{base}-{count}")
-            };
-            *count += 1;
-            name
-        })
-        .collect()
 }
 
 /// The targets of a line's Markdown links: `[text](target)`.

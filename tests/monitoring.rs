@@ -15,6 +15,8 @@ use std::{
 use deploymentchannel_operator::operator::metrics::Metrics;
 use serde_json::Value;
 
+mod markdown;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn read(path: &str) -> String {
@@ -88,17 +90,6 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
     }
 }
 
-/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as dashes.
-fn anchor(heading: &str) -> String {
-    heading
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
-        .map(|c| if c == ' ' { '-' } else { c })
-        .collect()
-}
-
 #[test]
 fn every_alert_is_tested_firing_and_silent_and_has_a_runbook() {
     let tests = yaml("tests/data/monitoring/prometheus_rule_test.yaml");
@@ -168,11 +159,7 @@ fn runbook_base() -> String {
 
 /// The anchors of docs/runbooks.md's headings.
 fn runbook_anchors() -> BTreeSet<String> {
-    read("docs/runbooks.md")
-        .lines()
-        .filter_map(|l| l.strip_prefix('#'))
-        .map(|l| anchor(l.trim_start_matches('#')))
-        .collect()
+    markdown::anchors(&read("docs/runbooks.md"))
 }
 
 #[test]

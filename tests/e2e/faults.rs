@@ -11,12 +11,7 @@ use deploymentchannel_operator::{
     commands::local_cluster::{LocalCluster, install_crds},
 };
 use k8s_openapi::{
-    api::{
-        coordination::v1::Lease,
-        core::v1::Namespace,
-        events::v1::Event,
-        rbac::v1::{Role, RoleBinding},
-    },
+    api::{coordination::v1::Lease, core::v1::Namespace, events::v1::Event},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -29,7 +24,7 @@ use crate::{
     harness::service_account_token,
     runtime::{FAST_LEASE, Replica, election},
     scenarios,
-    support::{Ctx, Operator, Scenario, channel, condition, phone},
+    support::{Ctx, Operator, Scenario, bind_role, channel, condition, phone},
 };
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -619,26 +614,12 @@ async fn resumes_after(
 /// Lets the ServiceAccount `account` do what the operator does, with
 /// `channel_verbs` on channels (a Role and its binding, applied).
 async fn grant(ctx: &Ctx, account: &str, channel_verbs: &[&str]) {
-    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-      "metadata": {"name": account, "namespace": ctx.ns},
-      "rules": [
+    let rules = json!([
         {"apiGroups": ["interactions.dev"], "resources": ["deploymentchannels"], "verbs": channel_verbs},
         {"apiGroups": ["interactions.dev"], "resources": ["phoneconfigurations"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["interactions.dev"], "resources": ["deploymentchannels/status", "phoneconfigurations/status"], "verbs": ["patch"]},
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]});
-    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": account, "namespace": ctx.ns},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
-        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ctx.ns}]});
-    let apply = PatchParams::apply("e2e").force();
-    Api::<Role>::namespaced(ctx.client.clone(), &ctx.ns)
-        .patch(account, &apply, &Patch::Apply(role))
-        .await
-        .unwrap();
-    Api::<RoleBinding>::namespaced(ctx.client.clone(), &ctx.ns)
-        .patch(account, &apply, &Patch::Apply(binding))
-        .await
-        .unwrap();
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]);
+    bind_role(ctx, account, rules).await;
 }
 
 /// Lists of channels refused (403) for 12 s are retried with growing

@@ -5,11 +5,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::{
-    Api,
-    api::{Patch, PatchParams},
-};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::{
@@ -17,7 +13,7 @@ use crate::{
     relay::Relay,
     runtime::Replica,
     scenarios,
-    support::{Ctx, Operator, Scenario, channel, phone},
+    support::{Ctx, Operator, Scenario, bind_role, channel, phone},
 };
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -219,24 +215,10 @@ async fn grant(ctx: &Ctx, account: &str, channel_status: bool) {
     } else {
         &["phoneconfigurations/status"]
     };
-    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-      "metadata": {"name": account, "namespace": ctx.ns},
-      "rules": [
+    let rules = json!([
         {"apiGroups": ["interactions.dev"], "resources": ["deploymentchannels", "phoneconfigurations"],
          "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["interactions.dev"], "resources": statuses, "verbs": ["patch"]},
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]});
-    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": account, "namespace": ctx.ns},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
-        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ctx.ns}]});
-    let apply = PatchParams::apply("e2e").force();
-    Api::<Role>::namespaced(ctx.client.clone(), &ctx.ns)
-        .patch(account, &apply, &Patch::Apply(role))
-        .await
-        .unwrap();
-    Api::<RoleBinding>::namespaced(ctx.client.clone(), &ctx.ns)
-        .patch(account, &apply, &Patch::Apply(binding))
-        .await
-        .unwrap();
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]);
+    bind_role(ctx, account, rules).await;
 }

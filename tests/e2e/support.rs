@@ -307,3 +307,26 @@ pub fn condition<'a>(
         .iter()
         .find(|c| c.type_ == type_)
 }
+
+/// Binds the ServiceAccount `account` to a Role of its own name with
+/// `rules`, in the scenario's namespace (applied: a second call replaces
+/// the rules).
+pub async fn bind_role(ctx: &Ctx, account: &str, rules: Value) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::{Patch, PatchParams};
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+      "metadata": {"name": account, "namespace": ctx.ns}, "rules": rules});
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": account, "namespace": ctx.ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ctx.ns}]});
+    let apply = PatchParams::apply("e2e").force();
+    Api::<Role>::namespaced(ctx.client.clone(), &ctx.ns)
+        .patch(account, &apply, &Patch::Apply(role))
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(ctx.client.clone(), &ctx.ns)
+        .patch(account, &apply, &Patch::Apply(binding))
+        .await
+        .unwrap();
+}
