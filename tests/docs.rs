@@ -15,7 +15,7 @@ use deploymentchannel_operator::operator::metrics::Metrics;
 use serde_json::Value;
 
 mod markdown;
-use markdown::{anchor, anchors, prose};
+use markdown::{anchor, anchors, prose, yaml_manifests};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -30,12 +30,7 @@ fn pages() -> Vec<PathBuf> {
         .iter()
         .map(|p| root.join(p))
         .collect();
-    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
-        .expect("docs/")
-        .map(|e| e.expect("a docs/ entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
-    docs.sort();
+    let docs = markdown::docs_pages();
     assert!(docs.len() >= 10, "{docs:?}");
     pages.extend(docs);
     pages
@@ -229,22 +224,6 @@ fn the_metrics_table_is_what_the_operator_registers() {
     for (name, kind) in registered {
         assert_eq!(documented[&name], kind, "{name}'s type");
     }
-}
-
-/// The DeploymentChannel and PhoneConfiguration documents of a page's YAML blocks.
-fn yaml_manifests(page: &str) -> Vec<Value> {
-    page.split("```yaml\n")
-        .skip(1)
-        .filter_map(|block| block.split("```").next())
-        .flat_map(|block| block.split("\n---\n"))
-        .filter_map(|doc| serde_saphyr::from_str::<Value>(doc).ok())
-        .filter(|doc| {
-            matches!(
-                doc["kind"].as_str(),
-                Some("DeploymentChannel" | "PhoneConfiguration")
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -196,11 +196,9 @@ fn the_default_runbook_base_is_the_repository_docs() {
 /// as docs/install.md shows it.
 fn documented_runbook_base_config() -> Value {
     let page = read("docs/install.md");
-    page.split("```yaml\n")
-        .skip(1)
-        .filter_map(|block| block.split("```").next())
-        .flat_map(|block| block.split("\n---\n"))
-        .filter_map(|doc| serde_saphyr::from_str::<Value>(doc).ok())
+    markdown::yaml_documents(&page)
+        .into_iter()
+        .map(|(_, doc)| doc)
         .find(|doc| {
             doc["kind"] == "ConfigMap"
                 && doc["metadata"]["name"] == "deploymentchannel-operator-runbooks"

@@ -29,13 +29,7 @@ pub fn scenarios() -> Vec<Scenario> {
 fn documentation_pages() -> Vec<std::path::PathBuf> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut pages = vec![root.join("README.md")];
-    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
-        .expect("docs/")
-        .map(|entry| entry.expect("a docs/ entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "md"))
-        .collect();
-    docs.sort();
-    pages.extend(docs);
+    pages.extend(crate::markdown::docs_pages());
     pages
 }
 
@@ -46,27 +40,7 @@ fn documented_manifests() -> Vec<Value> {
     for page in documentation_pages() {
         let text = std::fs::read_to_string(&page)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", page.display()));
-        manifests.extend(yaml_manifests(&text));
-    }
-    manifests
-}
-
-/// The DeploymentChannel and PhoneConfiguration documents of one page's YAML blocks.
-fn yaml_manifests(page: &str) -> Vec<Value> {
-    let mut manifests = Vec::new();
-    for block in page.split("```yaml\n").skip(1) {
-        let block = block.split("```").next().unwrap_or_default();
-        for doc in block.split("\n---\n") {
-            let Ok(value) = serde_saphyr::from_str::<Value>(doc) else {
-                continue;
-            };
-            if matches!(
-                value["kind"].as_str(),
-                Some("DeploymentChannel" | "PhoneConfiguration")
-            ) {
-                manifests.push(value);
-            }
-        }
+        manifests.extend(crate::markdown::yaml_manifests(&text));
     }
     manifests
 }
@@ -87,7 +61,7 @@ async fn documented_examples_are_accepted_unpruned_and_defaulted(ctx: Ctx) {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
     assert!(
-        yaml_manifests(&readme)
+        crate::markdown::yaml_manifests(&readme)
             .iter()
             .any(|m| m["kind"] == "DeploymentChannel"),
         "README.md shows no DeploymentChannel"

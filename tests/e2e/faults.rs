@@ -24,7 +24,7 @@ use crate::{
     harness::service_account_token,
     runtime::{FAST_LEASE, Replica, election},
     scenarios,
-    support::{Ctx, Operator, Scenario, bind_role, channel, condition, phone},
+    support::{Ctx, Operator, Scenario, bind_role, channel, condition, phone, web},
 };
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -165,13 +165,6 @@ impl Private {
             )
             .await
     }
-}
-
-fn web(name: &str, url: &str) -> Value {
-    channel(
-        name,
-        json!({"deploymentType": "WEB", "channelIdentifier": url, "configuration": {}}),
-    )
 }
 
 /// Ready and Stalled of a stored object, as JSON (it may not decode).

@@ -633,21 +633,15 @@ async fn kubectl_apply_k_installs_each_component(ctx: Ctx) {
 fn documented_runbook_base_config() -> (String, String) {
     let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/install.md"))
         .expect("docs/install.md");
-    for block in page.split("```yaml\n").skip(1) {
-        let block = block.split("```").next().unwrap_or_default();
-        for doc in block.split("\n---\n") {
-            let Ok(value) = serde_saphyr::from_str::<Value>(doc) else {
-                continue;
-            };
-            if value["kind"] == "ConfigMap"
-                && value["metadata"]["name"] == "deploymentchannel-operator-runbooks"
-            {
-                let base = value["data"]["baseURL"]
-                    .as_str()
-                    .expect("the documented ConfigMap has data.baseURL")
-                    .to_string();
-                return (doc.to_string(), base);
-            }
+    for (doc, value) in crate::markdown::yaml_documents(&page) {
+        if value["kind"] == "ConfigMap"
+            && value["metadata"]["name"] == "deploymentchannel-operator-runbooks"
+        {
+            let base = value["data"]["baseURL"]
+                .as_str()
+                .expect("the documented ConfigMap has data.baseURL")
+                .to_string();
+            return (doc.to_string(), base);
         }
     }
     panic!("docs/install.md shows no ConfigMap deploymentchannel-operator-runbooks");

@@ -8,7 +8,7 @@ use std::{process::Command, time::Duration};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
     harness::{api_requests, is_write},
     runtime::{FAST_LEASE, FAST_LEASE_DURATION, Replica, election},
     scenarios,
-    support::{Ctx, Scenario, channel},
+    support::{self, Ctx, Scenario},
 };
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -30,10 +30,7 @@ pub fn scenarios() -> Vec<Scenario> {
 const LEADER: &str = "deploymentchannel_operator_leader";
 
 fn web(name: &str) -> Value {
-    channel(
-        name,
-        json!({"deploymentType": "WEB", "channelIdentifier": format!("https://{name}.example.com"), "configuration": {}}),
-    )
+    support::web(name, &format!("https://{name}.example.com"))
 }
 
 /// The Lease's holder and renew time.

@@ -8,6 +8,8 @@ mod faults;
 mod harness;
 mod install;
 mod leadership;
+#[path = "../markdown/mod.rs"]
+mod markdown;
 mod metrics_access;
 mod reconcile;
 mod recovery;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::{
     scenarios,
-    support::{Ctx, Operator, Scenario, channel, condition, phone},
+    support::{Ctx, Operator, Scenario, channel, condition, phone, web},
 };
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -21,13 +21,6 @@ pub fn scenarios() -> Vec<Scenario> {
         identifier_conflict_hands_over_on_delete,
         converged_operator_writes_nothing_even_after_restart,
     ]
-}
-
-fn web(name: &str, url: &str) -> Value {
-    channel(
-        name,
-        json!({"deploymentType": "WEB", "channelIdentifier": url, "configuration": {}}),
-    )
 }
 
 fn mobile(name: &str, app: &str) -> Value {

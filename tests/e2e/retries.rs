@@ -13,7 +13,7 @@ use crate::{
     relay::Relay,
     runtime::Replica,
     scenarios,
-    support::{Ctx, Operator, Scenario, bind_role, channel, phone},
+    support::{self, Ctx, Operator, Scenario, bind_role, channel, phone},
 };
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -24,11 +24,7 @@ pub fn scenarios() -> Vec<Scenario> {
 }
 
 fn web(name: &str) -> Value {
-    channel(
-        name,
-        json!({"deploymentType": "WEB", "channelIdentifier": format!("https://{name}.example.com"),
-               "configuration": {}}),
-    )
+    support::web(name, &format!("https://{name}.example.com"))
 }
 
 /// The operator reaches the API server through a relay whose open

@@ -10,12 +10,11 @@ use std::{
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use serde_json::json;
 
 use crate::{
     harness::{http_get, metric_value},
     scenarios,
-    support::{Ctx, Scenario, channel},
+    support::{Ctx, Scenario, web},
 };
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -192,13 +191,6 @@ impl Drop for Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn web(name: &str, url: &str) -> serde_json::Value {
-    channel(
-        name,
-        json!({"deploymentType": "WEB", "channelIdentifier": url, "configuration": {}}),
-    )
 }
 
 async fn binary_serves_metrics_and_probes(ctx: Ctx) {

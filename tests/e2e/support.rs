@@ -100,6 +100,14 @@ pub fn channel(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "DeploymentChannel", "metadata": {"name": name}, "spec": spec})
 }
 
+/// A WEB DeploymentChannel manifest for `url`.
+pub fn web(name: &str, url: &str) -> Value {
+    channel(
+        name,
+        json!({"deploymentType": "WEB", "channelIdentifier": url, "configuration": {}}),
+    )
+}
+
 /// A PhoneConfiguration manifest.
 pub fn phone(name: &str, number: &str, capabilities: &[&str]) -> Value {
     json!({"apiVersion": "interactions.dev/v1alpha1", "kind": "PhoneConfiguration", "metadata": {"name": name},
